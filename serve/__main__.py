@@ -1,0 +1,246 @@
+"""`python -m serve`: start, inspect and stop the stack.
+
+    python -m serve up [--profile cpu|gpu|FILE.toml] [--detach]   start it (foreground supervisor, or detached)
+    python -m serve status [--json]                               what runs, where, and the proxy key
+    python -m serve down                                          stop it, leaving no process behind
+    python -m serve provision [--profile P]                       make the profile's local model folders
+    python -m serve check [--profile P]                           validate a profile with vLLM's own parser
+    python -m serve render [--profile P]                          print the commands and LiteLLM config
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import yaml
+
+from serve import paths
+from serve.provision import PROVISIONERS
+from serve.render import MASTER_KEY_ENV, litellm_config, vllm_command, vllm_env
+from serve.spec import SpecError, StackSpec, default_profile, load_profile
+from serve.state import StackState, key_path, master_key, pid_alive, read_state, to_json
+
+DETACHED_ENV = "NPCBENCH_DETACHED"
+
+
+def fail(msg: str, code: int = 1) -> int:
+    print(f"error: {msg}", file=sys.stderr)
+    return code
+
+
+def load(args: argparse.Namespace) -> StackSpec:
+    spec = load_profile(args.profile or os.environ.get("NPCBENCH_PROFILE") or default_profile())
+    if getattr(args, "proxy_host", None):
+        spec = spec.model_copy(update={"proxy": spec.proxy.model_copy(update={"host": args.proxy_host})})
+    return spec
+
+
+def running_state() -> StackState | None:
+    state = read_state()
+    return state if state and pid_alive(state.supervisor_pid) else None
+
+
+def banner(state_or_spec_url: str, key: str, spec: StackSpec, detached: bool = False) -> str:
+    groups = "; ".join(
+        f"{g} ({', '.join(w.name for w in spec.workers if w.group == g)})" for g in spec.groups
+    )
+    # The key goes to a terminal only: piped or logged output gets where to find it instead.
+    shown = key if sys.stdout.isatty() else f"(not printed to a non-terminal; `python -m serve status --json` or {key_path()})"
+    stop = ("It runs in the background: `python -m serve status`, `python -m serve down`." if detached
+            else "Stop it with Ctrl-C here, or `python -m serve down` from another shell.")
+    return f"""
+Stack ready (profile {spec.profile}): {len(spec.workers)} vLLM workers behind the LiteLLM proxy
+  base URL : {state_or_spec_url}/v1
+  groups   : {groups}
+  key      : {shown}
+  logs     : {paths.stack_dir() / 'logs'}
+
+Call it with the OpenAI SDK (export {MASTER_KEY_ENV}=<key> first):
+
+    import os
+    from openai import OpenAI
+    client = OpenAI(base_url="{state_or_spec_url}/v1", api_key=os.environ["{MASTER_KEY_ENV}"])
+    reply = client.chat.completions.create(
+        model="light", messages=[{{"role": "user", "content": "Greet the player in one line."}}], max_tokens=40)
+    print(reply.choices[0].message.content)
+
+{stop}
+"""
+
+
+def cmd_up(args: argparse.Namespace) -> int:
+    from serve.supervisor import Supervisor, preflight
+
+    spec = load(args)
+    if state := running_state():
+        return fail(f"a stack is already running (profile {state.profile}, supervisor pid {state.supervisor_pid}); "
+                    "stop it with `python -m serve down`")
+    preflight(spec)
+    key = master_key()
+    if args.detach:
+        return detach(args, spec, key)
+    supervisor = Supervisor(spec, key, startup_timeout_s=args.startup_timeout)
+    if os.environ.get(DETACHED_ENV):
+        return supervisor.run(banner=lambda: print("stack ready", flush=True))
+    return supervisor.run(banner=lambda: print(banner(spec.proxy_url(), key, spec), flush=True))
+
+
+def detach(args: argparse.Namespace, spec: StackSpec, key: str) -> int:
+    """Run the supervisor in its own session, show its progress, return once the stack is ready (0) or failed (1)."""
+    log = paths.stack_dir() / "supervisor.log"
+    log.parent.mkdir(parents=True, exist_ok=True)
+    argv = [sys.executable, "-m", "serve", "up", "--startup-timeout", str(args.startup_timeout)]
+    if args.profile:
+        argv += ["--profile", args.profile]
+    if args.proxy_host:
+        argv += ["--proxy-host", args.proxy_host]
+    env = {**os.environ, DETACHED_ENV: "1", "NPCBENCH_SUPERVISOR_LOG": str(log), "NPCBENCH_PROFILE": spec.profile}
+    with open(log, "w") as out:
+        child = subprocess.Popen(argv, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                                 env=env, start_new_session=True)
+    print(f"supervisor started in the background (pid {child.pid}, log: {log})", flush=True)
+    shown = 0
+    while True:
+        text = log.read_text(errors="replace")
+        print(text[shown:], end="", flush=True)
+        shown = len(text)
+        state = read_state()
+        mine = state is not None and state.supervisor_pid == child.pid
+        if mine and state.phase == "ready":
+            print(banner(state.proxy.url, key, spec, detached=True), flush=True)
+            return 0
+        if child.poll() is not None or (mine and state.phase == "failed"):
+            child.wait()
+            print(log.read_text(errors="replace")[shown:], end="", flush=True)
+            return fail(f"the stack did not become ready (supervisor exit code {child.returncode}); see {log}")
+        time.sleep(0.5)
+
+
+def cmd_status(args: argparse.Namespace) -> int:
+    import httpx
+
+    state = read_state()
+    alive = state is not None and pid_alive(state.supervisor_pid)
+    if state is None:
+        if args.json:
+            print(json.dumps({"phase": "stopped"}))
+        return fail("no stack has been started here (`python -m serve up`)")
+    if not alive and state.phase not in ("stopped", "failed"):
+        state.phase = "stopped"
+    if args.json:
+        data = json.loads(to_json(state, master_key()))
+        with httpx.Client(timeout=2.0) as client:
+            for worker in data["workers"]:
+                worker["healthy"] = alive and _ok(client, worker["url"] + "/health")
+            data["proxy"]["healthy"] = alive and _ok(client, data["proxy_url"] + "/health/readiness")
+        print(json.dumps(data, indent=2))
+    else:
+        print(f"profile {state.profile}: {state.phase} (supervisor pid {state.supervisor_pid}, since {state.started_at})")
+        print(f"  proxy    {state.base_url:32} pid {state.proxy.pid}  log {state.proxy.log}")
+        for w in state.workers:
+            print(f"  {w.name:8} {w.url:32} pid {w.pid}  group {w.group}  restarts {w.restarts}  log {w.log}")
+        if state.error:
+            print(f"  error: {state.error}")
+    return 0 if alive else 1
+
+
+def _ok(client, url: str) -> bool:
+    import httpx
+
+    try:
+        return client.get(url).status_code == 200
+    except httpx.HTTPError:
+        return False
+
+
+def cmd_down(args: argparse.Namespace) -> int:
+    from serve.supervisor import stop_stack
+
+    state = read_state()
+    if state is None:
+        print("no stack to stop")
+        return 0
+    if not stop_stack(state, timeout_s=args.timeout):
+        return fail("some processes of the stack could not be stopped; see `python -m serve status`")
+    print("stack stopped; no process of it is left")
+    return 0
+
+
+def cmd_provision(args: argparse.Namespace) -> int:
+    spec = load(args)
+    for model in {m.hf_id: m for m in spec.models.values()}.values():
+        if model.provision:
+            PROVISIONERS[model.provision](model.local_dir)
+        else:
+            print(f"{model.hf_id}: downloaded from the Hugging Face hub, not provisioned here "
+                  f"(`huggingface-cli download {model.hf_id}`)")
+    return 0
+
+
+def cmd_check(args: argparse.Namespace) -> int:
+    from serve.vllm_check import check_stack
+
+    spec = load(args)
+    for name, ns in check_stack(spec).items():
+        print(f"{name}: vLLM accepts its command line (model {ns.model}, max_model_len {ns.max_model_len})")
+    return 0
+
+
+def cmd_render(args: argparse.Namespace) -> int:
+    import shlex
+
+    spec = load(args)
+    for worker in spec.workers:
+        if worker.is_external:
+            print(f"# {worker.name}: external, {worker.external_url}")
+            continue
+        env = " ".join(f"{k}={v}" for k, v in vllm_env(spec, worker).items())
+        print(f"# {worker.name} ({worker.group})\n{env} {shlex.join(vllm_command(spec, worker, python='python'))}\n")
+    print("# LiteLLM config.yaml")
+    print(yaml.safe_dump(litellm_config(spec), sort_keys=False))
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m serve", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = parser.add_subparsers(dest="command", required=True)
+    profile_help = "profile name (serve/profiles/*.toml) or a .toml path; default: $NPCBENCH_PROFILE, else gpu if NVIDIA GPUs are visible, else cpu"
+
+    up = sub.add_parser("up", help="start the stack")
+    up.add_argument("--profile", help=profile_help)
+    up.add_argument("--detach", action="store_true", help="return once the stack is ready; it keeps running")
+    up.add_argument("--startup-timeout", type=float, default=900.0, help="seconds to wait for each start-up wave")
+    up.add_argument("--proxy-host", help="interface the proxy listens on (default 127.0.0.1; 0.0.0.0 exposes it)")
+    up.set_defaults(func=cmd_up)
+
+    status = sub.add_parser("status", help="show the running stack")
+    status.add_argument("--json", action="store_true", help="machine-readable: base URL, key, workers")
+    status.set_defaults(func=cmd_status)
+
+    down = sub.add_parser("down", help="stop the running stack")
+    down.add_argument("--timeout", type=float, default=60.0, help="seconds to wait for a clean stop before SIGKILL")
+    down.set_defaults(func=cmd_down)
+
+    for name, func, text in (("provision", cmd_provision, "make the profile's local model folders"),
+                             ("check", cmd_check, "validate the profile, its command lines with vLLM's own parser"),
+                             ("render", cmd_render, "print the worker commands and the LiteLLM config")):
+        p = sub.add_parser(name, help=text)
+        p.add_argument("--profile", help=profile_help)
+        p.set_defaults(func=func)
+
+    args = parser.parse_args(argv)
+    try:
+        return args.func(args)
+    except (SpecError, ValueError) as exc:
+        return fail(str(exc), 2)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

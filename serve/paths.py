@@ -1,0 +1,20 @@
+"""Where npcbench keeps what is not in git: provisioned models and the running stack's state."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+
+def home() -> Path:
+    """`$NPCBENCH_HOME`, by default `~/.cache/npcbench`."""
+    return Path(os.environ.get("NPCBENCH_HOME", Path.home() / ".cache" / "npcbench"))
+
+
+def models_dir() -> Path:
+    return home() / "models"
+
+
+def stack_dir() -> Path:
+    """State, config and logs of the stack that `python -m serve up` runs."""
+    return home() / "stack"

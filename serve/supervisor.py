@@ -1,0 +1,368 @@
+"""Start, watch and stop the stack's processes: the vLLM workers, then the LiteLLM proxy.
+
+pixi has no background tasks, so `python -m serve up` is itself the supervisor: it
+starts every process in its own process group with its log in a file, waits for
+each to be healthy while showing progress, restarts a process that dies (with
+back-off, up to a limit), and on Ctrl-C or SIGTERM stops every group it started.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections import defaultdict
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import IO
+
+import httpx
+import yaml
+
+from serve import paths
+from serve.provision import is_provisioned
+from serve.render import LITELLM_OFFLINE_ENV, MASTER_KEY_ENV, litellm_command, litellm_config, vllm_command, vllm_env
+from serve.spec import SpecError, StackSpec, WorkerSpec
+from serve.state import ProcessState, StackState, WorkerState, now_iso, pid_alive, write_state
+
+LOG_TAIL_LINES = 40
+PROGRESS_EVERY_S = 10.0
+STOP_GRACE_S = 20.0
+MAX_RESTARTS = 3
+RESTART_BACKOFF_S = (5.0, 15.0, 45.0)
+PR_SET_PDEATHSIG = 1
+
+
+class StartupError(RuntimeError):
+    """A process did not become ready; the message names it and shows the end of its log."""
+
+
+class Stop(Exception):
+    """SIGTERM: stop like Ctrl-C."""
+
+
+def preflight(spec: StackSpec) -> None:
+    """Everything about this machine that would stop the stack, checked before any process starts."""
+    problems = []
+    for worker in spec.workers:
+        model = spec.model_of(worker)
+        if worker.is_external or model.local_dir is None:
+            continue
+        if not is_provisioned(model.local_dir):
+            problems.append(
+                f"worker {worker.name}: model folder {model.local_dir} is missing; provision it with "
+                f"`python -m serve provision --profile {spec.profile}` (or `pixi run provision`)"
+            )
+    ports = [(spec.proxy.host, spec.proxy.port, "proxy")]
+    ports += [(spec.host, w.port, f"worker {w.name}") for w in spec.workers if w.port is not None]
+    for host, port, user in ports:
+        if not port_is_free(host, port):
+            problems.append(f"{user}: port {port} on {host} is already in use; stop what holds it "
+                            f"(`ss -ltnp 'sport = :{port}'`) or change the port in the profile")
+    if spec.device == "cuda" and any(not w.is_external for w in spec.workers):
+        from serve.spec import default_profile
+
+        if default_profile() != "gpu":
+            problems.append(f"profile {spec.profile} needs NVIDIA GPUs and none is visible (`nvidia-smi -L`); "
+                            "use `--profile cpu` on this machine")
+    if problems:
+        raise SpecError("the stack cannot start here:\n" + "\n".join(f"  - {p}" for p in problems))
+
+
+def port_is_free(host: str, port: int) -> bool:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            sock.bind((host, port))
+        except OSError:
+            return False
+    return True
+
+
+def log_tail(path: Path, lines: int = LOG_TAIL_LINES) -> str:
+    try:
+        return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
+    except FileNotFoundError:
+        return "(no log written)"
+
+
+def _die_with_parent() -> None:
+    """In the child: get SIGTERM if the supervisor dies, even by SIGKILL, so no worker is orphaned."""
+    libc = ctypes.CDLL(None, use_errno=True)
+    libc.prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
+
+
+def stop_process_group(pid: int, grace_s: float = STOP_GRACE_S) -> None:
+    """SIGTERM the process group led by `pid` (vLLM's engine core lives in it too), SIGKILL after the grace."""
+    for sig, wait_s in ((signal.SIGTERM, grace_s), (signal.SIGKILL, 5.0)):
+        try:
+            os.killpg(pid, sig)
+        except ProcessLookupError:
+            return
+        deadline = time.monotonic() + wait_s
+        while time.monotonic() < deadline:
+            if not _group_alive(pid):
+                return
+            time.sleep(0.2)
+
+
+def _group_alive(pgid: int) -> bool:
+    try:
+        os.killpg(pgid, 0)
+    except ProcessLookupError:
+        return False
+    # Zombies (already dead, not yet reaped) keep a group "alive" for killpg; look for a live member.
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(") ", 1)[1].split()
+        except (OSError, IndexError):
+            continue
+        if int(fields[2]) == pgid and fields[0] != "Z":
+            return True
+    return False
+
+
+@dataclass
+class Managed:
+    """One process the supervisor starts: a worker or the proxy."""
+
+    name: str
+    url: str
+    health_path: str
+    command: list[str]
+    env: dict[str, str]
+    log: Path
+    popen: subprocess.Popen | None = None
+    restarts: int = 0
+    next_restart_at: float | None = None
+    gave_up: bool = False
+    _log_file: IO | None = field(default=None, repr=False)
+
+    def start(self, mode: str = "w") -> None:
+        self.log.parent.mkdir(parents=True, exist_ok=True)
+        self._log_file = open(self.log, mode)
+        self.popen = subprocess.Popen(
+            self.command, env={**os.environ, **self.env}, stdout=self._log_file, stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL, start_new_session=True, preexec_fn=_die_with_parent, cwd=self.log.parent,
+        )
+
+    @property
+    def pid(self) -> int | None:
+        return self.popen.pid if self.popen else None
+
+    def exited(self) -> int | None:
+        return self.popen.poll() if self.popen else None
+
+    def healthy(self, client: httpx.Client) -> bool:
+        try:
+            return client.get(self.url + self.health_path, timeout=2.0).status_code == 200
+        except httpx.HTTPError:
+            return False
+
+    def stop(self) -> None:
+        if self.popen and self.popen.poll() is None:
+            stop_process_group(self.popen.pid)
+        if self.popen:
+            self.popen.wait()
+        if self._log_file:
+            self._log_file.close()
+
+
+class Supervisor:
+    def __init__(self, spec: StackSpec, key: str, *, startup_timeout_s: float, out: IO = sys.stdout) -> None:
+        self.spec = spec
+        self.key = key
+        self.startup_timeout_s = startup_timeout_s
+        self.out = out
+        self.dir = paths.stack_dir()
+        self.logs = self.dir / "logs"
+        self.workers: dict[str, Managed] = {}
+        for worker in spec.workers:
+            if worker.is_external:
+                continue
+            self.workers[worker.name] = Managed(
+                name=worker.name, url=spec.worker_url(worker), health_path="/health",
+                command=vllm_command(spec, worker), env=vllm_env(spec, worker), log=self.logs / f"{worker.name}.log",
+            )
+        config_path = self.dir / "litellm.yaml"
+        self.proxy = Managed(
+            name="proxy", url=spec.proxy_url(), health_path="/health/readiness",
+            command=litellm_command(spec, str(config_path)),
+            env={**LITELLM_OFFLINE_ENV, MASTER_KEY_ENV: key}, log=self.logs / "proxy.log",
+        )
+        self.config_path = config_path
+        self.state = StackState(
+            profile=spec.profile, phase="starting", supervisor_pid=os.getpid(), started_at=now_iso(),
+            supervisor_log=os.environ.get("NPCBENCH_SUPERVISOR_LOG"),
+            proxy=ProcessState(name="proxy", url=spec.proxy_url(), log=str(self.proxy.log)),
+            workers=[
+                WorkerState(name=w.name, group=w.group, model=spec.model_of(w).hf_id, url=spec.worker_url(w),
+                            external=w.is_external, log=str(self.logs / f"{w.name}.log") if not w.is_external else None)
+                for w in spec.workers
+            ],
+        )
+
+    def say(self, msg: str) -> None:
+        print(msg, file=self.out, flush=True)
+
+    # -- lifecycle -------------------------------------------------------------------------------
+
+    def run(self, banner) -> int:
+        """Start everything, call `banner()` once ready, then watch until Ctrl-C/SIGTERM. Returns the exit code."""
+        signal.signal(signal.SIGTERM, self._on_sigterm)
+        self.dir.mkdir(parents=True, exist_ok=True)
+        self.config_path.write_text(yaml.safe_dump(litellm_config(self.spec), sort_keys=False))
+        self._publish()
+        try:
+            with httpx.Client() as client:
+                self._start_workers(client)
+                self._check_external(client)
+                self.say(f"starting the LiteLLM proxy on {self.proxy.url} (log: {self.proxy.log})")
+                self.proxy.start()
+                self._publish()
+                self._wait_healthy([self.proxy], client)
+                self.state.phase = "ready"
+                self._publish()
+                banner()
+                self._watch(client)
+        except StartupError as exc:
+            self.state.phase, self.state.error = "failed", str(exc)
+            self._publish()
+            self.say(f"\nERROR: {exc}")
+            return 1
+        except (KeyboardInterrupt, Stop):
+            self.say("\nstopping the stack ...")
+        finally:
+            self._stop_all()
+        return 0 if self.state.phase != "failed" else 1
+
+    def _on_sigterm(self, signum, frame) -> None:
+        raise Stop()
+
+    def _start_workers(self, client: httpx.Client) -> None:
+        for wave in self._start_waves():
+            for managed in wave:
+                self.say(f"starting {managed.name} on {managed.url} (log: {managed.log})")
+                managed.start()
+            self._publish()
+            self._wait_healthy(wave, client)
+
+    def _start_waves(self) -> list[list[Managed]]:
+        """Workers sharing a GPU start one after another (each measures free memory at start-up);
+        CPU workers and workers on different GPUs start together."""
+        if self.spec.device == "cpu":
+            return [list(self.workers.values())] if self.workers else []
+        per_gpu: dict[int, list[Managed]] = defaultdict(list)
+        for worker in self.spec.workers:
+            if not worker.is_external:
+                per_gpu[worker.gpu or 0].append(self.workers[worker.name])
+        depth = max((len(v) for v in per_gpu.values()), default=0)
+        return [[ws[i] for ws in per_gpu.values() if i < len(ws)] for i in range(depth)]
+
+    def _wait_healthy(self, wave: list[Managed], client: httpx.Client) -> None:
+        started = time.monotonic()
+        ready: dict[str, float] = {}
+        last_progress = started
+        while len(ready) < len(wave):
+            for managed in wave:
+                if managed.name in ready:
+                    continue
+                code = managed.exited()
+                if code is not None:
+                    raise StartupError(
+                        f"{managed.name} exited with code {code} before it was ready.\n"
+                        f"--- last lines of {managed.log} ---\n{log_tail(managed.log)}\n--- end of log ---\n"
+                        f"full log: {managed.log}"
+                    )
+                if managed.healthy(client):
+                    ready[managed.name] = time.monotonic() - started
+                    self.say(f"  {managed.name} ready after {ready[managed.name]:.0f} s")
+            elapsed = time.monotonic() - started
+            if len(ready) < len(wave) and elapsed > self.startup_timeout_s:
+                waiting = [m for m in wave if m.name not in ready]
+                raise StartupError(
+                    f"{', '.join(m.name for m in waiting)} not ready after {self.startup_timeout_s:.0f} s "
+                    f"(raise --startup-timeout if the machine is slow).\n"
+                    + "\n".join(f"--- last lines of {m.log} ---\n{log_tail(m.log, 15)}" for m in waiting)
+                )
+            waiting = ", ".join(f"{m.name} {elapsed:.0f}s" for m in wave if m.name not in ready)
+            if waiting and time.monotonic() - last_progress >= PROGRESS_EVERY_S:
+                last_progress = time.monotonic()
+                self.say(f"  waiting for /health: {waiting}")
+            time.sleep(0.5)
+
+    def _check_external(self, client: httpx.Client) -> None:
+        for worker in self.spec.workers:
+            if worker.is_external:
+                url = self.spec.worker_url(worker)
+                try:
+                    ok = client.get(url + "/health", timeout=5.0).status_code == 200
+                except httpx.HTTPError:
+                    ok = False
+                self.say(f"external worker {worker.name} at {url}: {'healthy' if ok else 'NOT healthy (the proxy will route around it)'}")
+
+    def _watch(self, client: httpx.Client) -> None:
+        """Restart a process that died, with back-off, up to MAX_RESTARTS times; then report and give up on it."""
+        while True:
+            time.sleep(1.0)
+            for managed in [*self.workers.values(), self.proxy]:
+                if managed.gave_up or managed.exited() is None:
+                    continue
+                now = time.monotonic()
+                if managed.next_restart_at is None:
+                    code = managed.exited()
+                    if managed.restarts >= MAX_RESTARTS:
+                        managed.gave_up = True
+                        self.say(f"{managed.name} exited (code {code}) and was restarted {MAX_RESTARTS} times already: "
+                                 f"giving up on it. Last lines of {managed.log}:\n{log_tail(managed.log, 15)}")
+                        continue
+                    delay = RESTART_BACKOFF_S[min(managed.restarts, len(RESTART_BACKOFF_S) - 1)]
+                    managed.next_restart_at = now + delay
+                    self.say(f"{managed.name} exited (code {code}); restarting in {delay:.0f} s (log: {managed.log})")
+                elif now >= managed.next_restart_at:
+                    managed.next_restart_at = None
+                    managed.restarts += 1
+                    managed.start(mode="a")
+                    self.say(f"{managed.name} restarted (restart {managed.restarts}/{MAX_RESTARTS}), pid {managed.pid}")
+                    self._publish()
+
+    def _stop_all(self) -> None:
+        self.state.phase = "stopping" if self.state.phase != "failed" else "failed"
+        self._publish()
+        # The proxy first, so no new request reaches a worker that is going away.
+        for managed in [self.proxy, *self.workers.values()]:
+            if managed.popen is not None:
+                managed.stop()
+        if self.state.phase != "failed":
+            self.state.phase = "stopped"
+        self._publish()
+        self.say("stack stopped; no process of it is left")
+
+    def _publish(self) -> None:
+        self.state.proxy.pid = self.proxy.pid
+        self.state.proxy.restarts = self.proxy.restarts
+        for ws in self.state.workers:
+            if managed := self.workers.get(ws.name):
+                ws.pid, ws.restarts = managed.pid, managed.restarts
+        write_state(self.state)
+
+
+def stop_stack(state: StackState, timeout_s: float = 60.0, say=print) -> bool:
+    """Stop a running stack: ask its supervisor, then make sure of every process group it recorded."""
+    if pid_alive(state.supervisor_pid):
+        say(f"stopping the stack (supervisor pid {state.supervisor_pid}) ...")
+        os.kill(state.supervisor_pid, signal.SIGTERM)
+        deadline = time.monotonic() + timeout_s
+        while pid_alive(state.supervisor_pid) and time.monotonic() < deadline:
+            time.sleep(0.5)
+    leftovers = [p for p in [state.proxy, *state.workers] if p.pid and _group_alive(p.pid)]
+    for proc in leftovers:
+        say(f"  {proc.name} (pid {proc.pid}) still running: stopping its process group")
+        stop_process_group(proc.pid)
+    if pid_alive(state.supervisor_pid):
+        os.kill(state.supervisor_pid, signal.SIGKILL)
+    return not any(p.pid and _group_alive(p.pid) for p in [state.proxy, *state.workers])

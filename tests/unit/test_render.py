@@ -1,0 +1,86 @@
+"""One spec renders the worker commands, their environments and the LiteLLM config."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from serve.render import MASTER_KEY_ENV, litellm_command, litellm_config, vllm_args, vllm_env
+from serve.spec import load_profile
+
+
+def flag(args: list[str], name: str) -> str:
+    return args[args.index(name) + 1]
+
+
+def test_cpu_workers_bind_cores_and_kv_space_per_group() -> None:
+    spec = load_profile("cpu")
+    envs = {w.name: vllm_env(spec, w) for w in spec.workers}
+    assert {n: e["VLLM_CPU_OMP_THREADS_BIND"] for n, e in envs.items()} == {
+        "heavy-0": "0", "heavy-1": "1", "light-0": "0", "light-1": "1"}
+    assert envs["heavy-0"]["VLLM_CPU_KVCACHE_SPACE"] == str(spec.groups["heavy"].kv_cache_space_gib)
+    assert envs["light-0"]["VLLM_CPU_KVCACHE_SPACE"] == str(spec.groups["light"].kv_cache_space_gib)
+    assert all(e["HF_HUB_OFFLINE"] == "1" for e in envs.values())
+
+
+def test_cpu_worker_listens_on_loopback_and_serves_local_folder() -> None:
+    spec = load_profile("cpu")
+    args = vllm_args(spec, spec.workers[0])
+    assert flag(args, "--host") == "127.0.0.1"
+    assert flag(args, "--port") == "8001"
+    assert flag(args, "--model").endswith("models/SmolLM2-135M-Instruct")
+    assert flag(args, "--served-model-name") == "HuggingFaceTB/SmolLM2-135M-Instruct"
+    assert "--gpu-memory-utilization" not in args
+
+
+def test_gpu_workers_follow_the_reference_deployment() -> None:
+    spec = load_profile("gpu")
+    by_name = {w.name: (w, vllm_args(spec, w), vllm_env(spec, w)) for w in spec.workers}
+    for name, (worker, args, env) in by_name.items():
+        assert flag(args, "--quantization") == "awq_marlin"
+        assert flag(args, "--max-model-len") == "8192"
+        assert "--enable-prefix-caching" in args and "--enable-auto-tool-choice" in args
+        assert flag(args, "--tool-call-parser") == "hermes"
+        assert env["CUDA_VISIBLE_DEVICES"] == str(worker.gpu)
+    assert flag(by_name["heavy-0"][1], "--model") == "Qwen/Qwen2.5-14B-Instruct-AWQ"
+    assert flag(by_name["light-1"][1], "--model") == "Qwen/Qwen3-8B-AWQ"
+    assert json.loads(flag(by_name["light-0"][1], "--default-chat-template-kwargs")) == {"enable_thinking": False}
+    assert "--default-chat-template-kwargs" not in by_name["heavy-0"][1]
+    per_gpu = {}
+    for worker, args, _ in by_name.values():
+        per_gpu[worker.gpu] = per_gpu.get(worker.gpu, 0) + float(flag(args, "--gpu-memory-utilization"))
+    assert per_gpu.keys() == {0, 1} and all(share <= 0.95 for share in per_gpu.values())
+
+
+def test_prefix_caching_off_renders_the_negative_flag() -> None:
+    spec = load_profile("cpu")
+    heavy = spec.groups["heavy"].model_copy(update={"enable_prefix_caching": False})
+    spec = spec.model_copy(update={"groups": {**spec.groups, "heavy": heavy}})
+    assert "--no-enable-prefix-caching" in vllm_args(spec, spec.workers[0])
+
+
+@pytest.mark.parametrize("profile", ["cpu", "gpu"])
+def test_litellm_config_groups_workers_with_retries_and_fallback(profile: str) -> None:
+    spec = load_profile(profile)
+    config = litellm_config(spec)
+    deployments = {d["model_info"]["id"]: d for d in config["model_list"]}
+    assert set(deployments) == {w.name for w in spec.workers}
+    for worker in spec.workers:
+        params = deployments[worker.name]["litellm_params"]
+        assert deployments[worker.name]["model_name"] == worker.group
+        assert params["model"] == f"hosted_vllm/{spec.model_of(worker).hf_id}"
+        assert params["api_base"] == f"http://127.0.0.1:{worker.port}/v1"
+    router = config["router_settings"]
+    assert router["num_retries"] >= 1 and router["cooldown_time"] > 0
+    assert router["fallbacks"] == [{"heavy": ["light"]}]
+    assert config["litellm_settings"]["callbacks"] == ["prometheus"]
+    # The key is read from the environment at start-up, never written into the config file.
+    assert config["general_settings"]["master_key"] == f"os.environ/{MASTER_KEY_ENV}"
+
+
+def test_proxy_listens_on_loopback_unless_told() -> None:
+    spec = load_profile("cpu")
+    command = litellm_command(spec, "cfg.yaml")
+    assert flag(command, "--host") == "127.0.0.1"
+    assert flag(command, "--port") == "4000"

@@ -1,0 +1,140 @@
+"""Each bad spec fails before any process starts, with a message that says what to change."""
+
+from __future__ import annotations
+
+import copy
+import socket
+import tomllib
+
+import pytest
+
+from serve.spec import PROFILES_DIR, SpecError, load_profile, parse_spec
+from serve.supervisor import preflight
+
+
+def profile_data(name: str) -> dict:
+    data = tomllib.loads((PROFILES_DIR / f"{name}.toml").read_text())
+    data["profile"] = name
+    return data
+
+
+@pytest.fixture
+def cpu() -> dict:
+    return profile_data("cpu")
+
+
+@pytest.fixture
+def gpu() -> dict:
+    return profile_data("gpu")
+
+
+def test_shipped_profiles_are_valid() -> None:
+    cpu, gpu = load_profile("cpu"), load_profile("gpu")
+    assert [w.name for w in cpu.workers] == ["heavy-0", "heavy-1", "light-0", "light-1"]
+    assert {w.group for w in gpu.workers} == {"heavy", "light"}
+    assert cpu.groups["heavy"] != cpu.groups["light"], "heavy and light differ in settings"
+
+
+def test_unknown_profile_names_the_choices() -> None:
+    with pytest.raises(SpecError, match=r"unknown profile 'tpu': choose one of cpu, gpu"):
+        load_profile("tpu")
+
+
+def test_duplicate_port(cpu: dict) -> None:
+    cpu["workers"][1]["port"] = cpu["workers"][0]["port"]
+    with pytest.raises(SpecError, match=r"port 8001 is used by heavy-0 and heavy-1"):
+        parse_spec(cpu)
+
+
+def test_worker_port_clashing_with_proxy(cpu: dict) -> None:
+    cpu["workers"][0]["port"] = cpu["proxy"]["port"]
+    with pytest.raises(SpecError, match=r"port 4000 is used by proxy and heavy-0"):
+        parse_spec(cpu)
+
+
+def test_overcommitted_gpu_memory(gpu: dict) -> None:
+    gpu["groups"]["light"]["gpu_memory_utilization"] = 0.5
+    with pytest.raises(SpecError, match=r"GPU 0 is over-committed: gpu_memory_utilization sums to 1.05"):
+        parse_spec(gpu)
+
+
+def test_workers_on_different_gpus_are_not_summed(gpu: dict) -> None:
+    for worker in gpu["workers"]:
+        worker["gpu"] = {"heavy-0": 0, "heavy-1": 1, "light-0": 2, "light-1": 3}[worker["name"]]
+    gpu["groups"]["heavy"]["gpu_memory_utilization"] = 0.9
+    assert parse_spec(gpu).groups["heavy"].gpu_memory_utilization == 0.9
+
+
+def test_duplicate_worker_name(cpu: dict) -> None:
+    cpu["workers"][1]["name"] = "heavy-0"
+    with pytest.raises(SpecError, match="worker name heavy-0 is used 2 times"):
+        parse_spec(cpu)
+
+
+def test_group_without_worker(cpu: dict) -> None:
+    cpu["workers"] = [w for w in cpu["workers"] if w["group"] == "heavy"]
+    with pytest.raises(SpecError, match="group light has no worker"):
+        parse_spec(cpu)
+
+
+def test_group_with_unknown_model(cpu: dict) -> None:
+    cpu["groups"]["light"]["model"] = "llama-70b"
+    with pytest.raises(SpecError, match=r"group light: model 'llama-70b' is not in \[models\]"):
+        parse_spec(cpu)
+
+
+def test_cpu_group_needs_kv_space(cpu: dict) -> None:
+    del cpu["groups"]["heavy"]["kv_cache_space_gib"]
+    with pytest.raises(SpecError, match="group heavy: set kv_cache_space_gib for a cpu profile"):
+        parse_spec(cpu)
+
+
+def test_unknown_field_is_rejected(cpu: dict) -> None:
+    cpu["groups"]["heavy"]["max_num_seq"] = 4  # typo of max_num_seqs
+    with pytest.raises(SpecError, match=r"groups.heavy.max_num_seq: Extra inputs are not permitted"):
+        parse_spec(cpu)
+
+
+def test_worker_is_started_or_external_not_both(cpu: dict) -> None:
+    cpu["workers"][0]["external_url"] = "http://10.0.0.5:8000"
+    with pytest.raises(SpecError, match="give exactly one of `port`"):
+        parse_spec(cpu)
+
+
+def test_external_worker_is_routed_but_not_started(cpu: dict) -> None:
+    del cpu["workers"][1]["port"]
+    del cpu["workers"][1]["cpu_bind"]
+    cpu["workers"][1]["external_url"] = "http://gpu-node-7:8000"
+    spec = parse_spec(cpu)
+    assert spec.worker_url(spec.workers[1]) == "http://gpu-node-7:8000"
+
+
+def test_missing_model_folder_names_the_provision_command(cpu: dict, tmp_path, monkeypatch) -> None:
+    monkeypatch.setenv("NPCBENCH_HOME", str(tmp_path))
+    with pytest.raises(SpecError, match=r"model folder .*SmolLM2-135M-Instruct is missing; provision it with "
+                                        r"`python -m serve provision --profile cpu`"):
+        preflight(parse_spec(cpu))
+
+
+def test_port_in_use(cpu: dict, tmp_path, monkeypatch) -> None:
+    monkeypatch.setenv("NPCBENCH_HOME", str(tmp_path))
+    with socket.socket() as holder:
+        holder.bind(("127.0.0.1", 0))
+        holder.listen()
+        taken = holder.getsockname()[1]
+        cpu = copy.deepcopy(cpu)
+        cpu["workers"][2]["port"] = taken
+        with pytest.raises(SpecError, match=rf"worker light-0: port {taken} on 127.0.0.1 is already in use"):
+            preflight(parse_spec(cpu))
+
+
+def test_gpu_profile_refused_without_gpus(gpu: dict, monkeypatch) -> None:
+    monkeypatch.setattr("serve.spec.default_profile", lambda: "cpu")
+    with pytest.raises(SpecError, match="needs NVIDIA GPUs and none is visible"):
+        preflight(parse_spec(gpu))
+
+
+def test_kv_bytes_per_token_from_model_config() -> None:
+    smollm2 = load_profile("cpu").models["smollm2-135m"]
+    # 2 (K and V) x 30 layers x 3 KV heads x 64 head dim x 2 bytes (bf16)
+    assert smollm2.kv_bytes_per_token == 23_040
