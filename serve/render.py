@@ -32,9 +32,11 @@ def vllm_args(spec: StackSpec, worker: WorkerSpec) -> list[str]:
         "--served-model-name", model.hf_id,
         "--host", spec.host,
         "--port", str(worker.port),
+        "--dtype", group.dtype,
         "--max-model-len", str(group.max_model_len),
         "--max-num-seqs", str(group.max_num_seqs),
         "--enable-prefix-caching" if group.enable_prefix_caching else "--no-enable-prefix-caching",
+        "--scheduling-policy", group.scheduling_policy,
     ]
     if model.quantization:
         args += ["--quantization", model.quantization]

@@ -41,7 +41,6 @@ class ModelSpec(_Strict):
     num_layers: int
     num_kv_heads: int
     head_dim: int
-    kv_dtype_bytes: int = 2
     weights_gib: float = Field(description="weights in memory, for VRAM planning")
 
     @property
@@ -49,21 +48,25 @@ class ModelSpec(_Strict):
         """The folder vLLM loads; None means vLLM resolves `hf_id` from the Hugging Face cache."""
         return paths.models_dir() / self.hf_id.split("/")[-1] if self.provision else None
 
-    @property
-    def kv_bytes_per_token(self) -> int:
-        return 2 * self.num_layers * self.num_kv_heads * self.head_dim * self.kv_dtype_bytes
+    def kv_bytes_per_token(self, dtype_bytes: int = 2) -> int:
+        """K and V, every layer, every KV head: 2 x layers x KV heads x head dim x bytes per value."""
+        return 2 * self.num_layers * self.num_kv_heads * self.head_dim * dtype_bytes
 
 
 class GroupSpec(_Strict):
     """Engine settings shared by every worker of one model group."""
 
     model: str = Field(description="a key of the profile's [models] table")
+    dtype: Literal["auto", "bfloat16", "float16", "float32"] = Field("auto", description="weights and KV cache")
     max_model_len: int = Field(gt=0)
     max_num_seqs: int = Field(gt=0)
     enable_prefix_caching: bool = True
     enforce_eager: bool = False
     kv_cache_space_gib: int | None = Field(None, gt=0, description="cpu: VLLM_CPU_KVCACHE_SPACE, whole GiB")
     gpu_memory_utilization: float | None = Field(None, gt=0, le=1, description="cuda: per worker")
+    scheduling_policy: Literal["fcfs", "priority"] = Field(
+        "priority", description="priority: a request's `priority` (lower first) orders the queue; planning goes last"
+    )
     tool_call_parser: str | None = Field("hermes", description="with --enable-auto-tool-choice; None: no tools")
     tool_strict_level: Literal["auto", "function", "parameter"] = Field(
         "parameter", description="`parameter`: arguments always follow the tool's JSON schema"
@@ -180,6 +183,11 @@ class StackSpec(_Strict):
 
     def model_of(self, worker: WorkerSpec) -> ModelSpec:
         return self.models[self.groups[worker.group].model]
+
+    def kv_bytes_per_token(self, group_name: str) -> int:
+        """KV-cache bytes one token takes on this group's workers (the KV cache has the model's dtype)."""
+        group = self.groups[group_name]
+        return self.models[group.model].kv_bytes_per_token(4 if group.dtype == "float32" else 2)
 
     def worker_url(self, worker: WorkerSpec) -> str:
         return worker.external_url or f"http://{self.host}:{worker.port}"

@@ -9,7 +9,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Literal
 
-from pydantic import BaseModel
+from pydantic import BaseModel, Field
 
 from serve import paths
 from serve.render import MASTER_KEY_ENV
@@ -43,6 +43,7 @@ class StackState(BaseModel):
     workers: list[WorkerState]
     started_at: str
     error: str | None = None
+    spec: dict = Field(default_factory=dict, description="the StackSpec as it runs")
 
     @property
     def base_url(self) -> str:

@@ -135,6 +135,8 @@ def test_gpu_profile_refused_without_gpus(gpu: dict, monkeypatch) -> None:
 
 
 def test_kv_bytes_per_token_from_model_config() -> None:
-    smollm2 = load_profile("cpu").models["smollm2-135m"]
+    cpu = load_profile("cpu")
     # 2 (K and V) x 30 layers x 3 KV heads x 64 head dim x 2 bytes (bf16)
-    assert smollm2.kv_bytes_per_token == 23_040
+    assert cpu.models["smollm2-135m"].kv_bytes_per_token(2) == 23_040
+    # The cpu profile runs float32, so its KV cache takes 4 bytes a value.
+    assert cpu.kv_bytes_per_token("light") == 46_080
