@@ -35,7 +35,8 @@ def fail(msg: str, code: int = 1) -> int:
 
 
 def load(args: argparse.Namespace) -> StackSpec:
-    spec = load_profile(args.profile or os.environ.get("NPCBENCH_PROFILE") or default_profile())
+    spec = load_profile(args.profile or os.environ.get("NPCBENCH_PROFILE") or default_profile(),
+                        getattr(args, "set", None))
     if getattr(args, "proxy_host", None):
         spec = spec.model_copy(update={"proxy": spec.proxy.model_copy(update={"host": args.proxy_host})})
     return spec
@@ -100,6 +101,8 @@ def detach(args: argparse.Namespace, spec: StackSpec, key: str) -> int:
         argv += ["--profile", args.profile]
     if args.proxy_host:
         argv += ["--proxy-host", args.proxy_host]
+    for override in args.set or []:
+        argv += ["--set", override]
     env = {**os.environ, DETACHED_ENV: "1", "NPCBENCH_SUPERVISOR_LOG": str(log), "NPCBENCH_PROFILE": spec.profile}
     with open(log, "w") as out:
         child = subprocess.Popen(argv, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
@@ -211,6 +214,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m serve", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = parser.add_subparsers(dest="command", required=True)
+    set_help = "override a profile field, e.g. --set groups.light.max_num_seqs=4 (repeatable)"
     profile_help = "profile name (serve/profiles/*.toml) or a .toml path; default: $NPCBENCH_PROFILE, else gpu if NVIDIA GPUs are visible, else cpu"
 
     up = sub.add_parser("up", help="start the stack")
@@ -218,6 +222,7 @@ def main(argv: list[str] | None = None) -> int:
     up.add_argument("--detach", action="store_true", help="return once the stack is ready; it keeps running")
     up.add_argument("--startup-timeout", type=float, default=900.0, help="seconds to wait for each start-up wave")
     up.add_argument("--proxy-host", help="interface the proxy listens on (default 127.0.0.1; 0.0.0.0 exposes it)")
+    up.add_argument("--set", action="append", metavar="PATH=VALUE", help=set_help)
     up.set_defaults(func=cmd_up)
 
     status = sub.add_parser("status", help="show the running stack")
@@ -233,6 +238,7 @@ def main(argv: list[str] | None = None) -> int:
                              ("render", cmd_render, "print the worker commands and the LiteLLM config")):
         p = sub.add_parser(name, help=text)
         p.add_argument("--profile", help=profile_help)
+        p.add_argument("--set", action="append", metavar="PATH=VALUE", help=set_help)
         p.set_defaults(func=func)
 
     args = parser.parse_args(argv)

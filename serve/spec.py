@@ -7,6 +7,7 @@ config, and the manifest a benchmark run records.
 
 from __future__ import annotations
 
+import json
 import tomllib
 from collections import Counter, defaultdict
 from pathlib import Path
@@ -201,8 +202,33 @@ def profile_names() -> list[str]:
     return sorted(p.stem for p in PROFILES_DIR.glob("*.toml"))
 
 
-def load_profile(name_or_path: str) -> StackSpec:
-    """Load a named profile (`cpu`, `gpu`) or a TOML file path, and validate it."""
+def apply_overrides(data: dict[str, Any], overrides: list[str]) -> dict[str, Any]:
+    """`groups.light.max_num_seqs=4`, `proxy.routing_strategy=least-busy`, `workers.0.cpu_bind="0-1"`:
+    set a field of the raw profile by its dotted path. Values are JSON where they parse, strings otherwise."""
+    for item in overrides:
+        path, sep, raw = item.partition("=")
+        if not sep or not path:
+            raise SpecError(f"override {item!r}: write it as dotted.path=value, e.g. groups.light.max_num_seqs=4")
+        try:
+            value = json.loads(raw)
+        except json.JSONDecodeError:
+            value = raw
+        node: Any = data
+        keys = path.split(".")
+        for key in keys[:-1]:
+            try:
+                node = node[int(key)] if isinstance(node, list) else node.setdefault(key, {})
+            except (IndexError, ValueError, AttributeError):
+                raise SpecError(f"override {item!r}: {key!r} is not in the profile") from None
+        if isinstance(node, list):
+            node[int(keys[-1])] = value
+        else:
+            node[keys[-1]] = value
+    return data
+
+
+def load_profile(name_or_path: str, overrides: list[str] | None = None) -> StackSpec:
+    """Load a named profile (`cpu`, `gpu`) or a TOML file path, apply `--set` overrides, and validate it."""
     path = Path(name_or_path)
     if path.suffix != ".toml":
         path = PROFILES_DIR / f"{name_or_path}.toml"
@@ -211,7 +237,7 @@ def load_profile(name_or_path: str) -> StackSpec:
                             "or give the path of a .toml file")
     elif not path.exists():
         raise SpecError(f"profile file {path} does not exist")
-    data = tomllib.loads(path.read_text())
+    data = apply_overrides(tomllib.loads(path.read_text()), overrides or [])
     data.setdefault("profile", path.stem)
     return parse_spec(data, source=str(path))
 

@@ -140,3 +140,21 @@ def test_kv_bytes_per_token_from_model_config() -> None:
     assert cpu.models["smollm2-135m"].kv_bytes_per_token(2) == 23_040
     # The cpu profile runs float32, so its KV cache takes 4 bytes a value.
     assert cpu.kv_bytes_per_token("light") == 46_080
+
+
+def test_overrides_set_fields_by_dotted_path() -> None:
+    spec = load_profile("cpu", ["groups.light.max_num_seqs=4", "proxy.routing_strategy=least-busy",
+                                'workers.0.cpu_bind="0-1"', "groups.heavy.enable_prefix_caching=false"])
+    assert spec.groups["light"].max_num_seqs == 4
+    assert spec.proxy.routing_strategy == "least-busy"
+    assert spec.workers[0].cpu_bind == "0-1"
+    assert spec.groups["heavy"].enable_prefix_caching is False
+
+
+def test_bad_override_is_explained() -> None:
+    with pytest.raises(SpecError, match="write it as dotted.path=value"):
+        load_profile("cpu", ["groups.light.max_num_seqs"])
+    with pytest.raises(SpecError, match=r"groups.light.max_num_seqs: Input should be greater than 0"):
+        load_profile("cpu", ["groups.light.max_num_seqs=0"])
+    with pytest.raises(SpecError, match=r"proxy.routing_strategy: Input should be"):
+        load_profile("cpu", ["proxy.routing_strategy=fastest"])

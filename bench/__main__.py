@@ -1,0 +1,154 @@
+"""`python -m bench`: NPC traffic against the running stack.
+
+    python -m bench run --mix npc-cpu [--duration-s 60] [--npcs N] [--rate-rps R]   headless run -> results/<run-id>/
+    python -m bench ui [--mix npc-cpu]                                             Locust web UI on 127.0.0.1:8089
+    python -m bench sweep FILE.toml                                                serve settings x load levels
+    python -m bench show RESULTS_DIR                                               a run's per-class summary
+    python -m bench mixes                                                          the mixes and their classes
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pandas as pd
+
+from bench.rundir import new_run_id, read_manifest
+from bench.shapes import shape_overrides
+from bench.spec import MixError, check_fits, load_mix, mix_names
+from serve.state import pid_alive, read_state
+
+LOCUSTFILE = Path(__file__).with_name("locustfile.py")
+
+
+def fail(msg: str, code: int = 2) -> int:
+    print(f"error: {msg}", file=sys.stderr)
+    return code
+
+
+def ready_stack():
+    state = read_state()
+    if state is None or not pid_alive(state.supervisor_pid) or state.phase != "ready":
+        raise MixError("no stack is ready: start it with `python -m serve up --detach` (or `pixi run serve` in another shell)")
+    return state
+
+
+def validate(args: argparse.Namespace):
+    """Fail on a bad mix or a mix that does not fit the running stack, before Locust starts."""
+    state = ready_stack()
+    mix = load_mix(args.mix)
+    mix = load_mix(args.mix, **shape_overrides(mix.mix.shape, args.npcs, args.rate_rps, args.duration_s))
+    check_fits(mix, {g: spec["max_model_len"] for g, spec in state.spec["groups"].items()})
+    return state, mix
+
+
+def locust_args(args: argparse.Namespace, request_timeout_s: float) -> list[str]:
+    # --stop-timeout: at the end, requests in flight finish and are recorded instead of being cut off.
+    return [sys.executable, "-m", "locust", "-f", str(LOCUSTFILE), "--mix", args.mix,
+            "--stop-timeout", f"{int(request_timeout_s) + 10}s",
+            "--duration-s", str(args.duration_s), "--npcs", str(args.npcs), "--rate-rps", str(args.rate_rps),
+            "--results-dir", str(args.results_dir), "--scrape-interval-s", str(args.scrape_interval_s)]
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    state, mix = validate(args)
+    run_dir = Path(args.results_dir) / (args.run_id or new_run_id(mix.name))
+    print(f"running mix {mix.name} ({mix.mix.shape.kind}, {mix.mix.shape.duration_s:.0f} s) against "
+          f"{state.base_url}; results -> {run_dir}", flush=True)
+    command = [*locust_args(args, state.spec["proxy"]["timeout_s"]), "--headless", "--only-summary", "--run-dir", str(run_dir),
+               "--exit-code-on-error", "0", "--host", state.base_url, "--loglevel", "WARNING"]
+    code = subprocess.run(command).returncode
+    if not (run_dir / "manifest.json").exists():
+        return fail(f"locust exited with code {code} before the run started; see its output above", 1)
+    manifest = read_manifest(run_dir)
+    print_summary(run_dir)
+    return {"complete": 0, "interrupted": 130}.get(manifest.status, 1)
+
+
+def cmd_ui(args: argparse.Namespace) -> int:
+    state = ready_stack()
+    print(f"Locust web UI: http://{args.web_host}:{args.web_port}  (stack: {state.base_url}); Ctrl-C stops it", flush=True)
+    command = [*locust_args(args, state.spec["proxy"]["timeout_s"]), "--web-host", args.web_host, "--web-port", str(args.web_port),
+               "--host", state.base_url]
+    return subprocess.run(command).returncode
+
+
+def print_summary(run_dir: Path) -> None:
+    manifest = read_manifest(run_dir)
+    summary = manifest.summary
+    print(f"\nrun {manifest.run_id}: {manifest.status}, {manifest.duration_s} s, folder {run_dir}")
+    if not summary:
+        print("  (no summary: the run did not finish; requests.jsonl holds what was measured)")
+        return
+    columns = ["requests", "n_ok", "n_error", "n_timeout", "n_tool_invalid", "n_interrupted", "ttft_p95_s",
+               "e2e_p50_s", "e2e_p95_s", "output_tps", "goodput_rps", "slo_attainment", "deadline_miss_rate"]
+    table = pd.DataFrame({**summary["classes"], "ALL": summary["all"]}).T[columns].astype(object)
+    print(table.to_string(na_rep="-"))
+    server = summary.get("server", {})
+    print(f"  output tokens: client {summary['all']['output_tokens_total']}, "
+          f"workers' vllm:generation_tokens_total {server.get('generation_tokens_total')}")
+
+
+def cmd_show(args: argparse.Namespace) -> int:
+    print_summary(Path(args.run_dir))
+    return 0
+
+
+def cmd_mixes(args: argparse.Namespace) -> int:
+    for name in mix_names():
+        mix = load_mix(name)
+        print(f"{name:14} {mix.mix.scale}  {mix.mix.shape.kind:7} {', '.join(mix.classes)}  -- {mix.mix.description}")
+    return 0
+
+
+def cmd_sweep(args: argparse.Namespace) -> int:
+    from bench.sweep import run_sweep
+
+    return run_sweep(Path(args.grid), Path(args.results_dir), resume=not args.restart)
+
+
+def add_load_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--mix", default="npc-cpu", help=f"one of: {', '.join(mix_names())}, or a .toml path")
+    parser.add_argument("--duration-s", type=float, default=0.0, help="override the shape's duration")
+    parser.add_argument("--npcs", type=int, default=0, help="override the shape's NPC / user count")
+    parser.add_argument("--rate-rps", type=float, default=0.0, help="poisson shape: override the arrival rate")
+    parser.add_argument("--results-dir", default=os.environ.get("NPCBENCH_RESULTS", "results"))
+    parser.add_argument("--scrape-interval-s", type=float, default=2.0)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = parser.add_subparsers(dest="command", required=True)
+    run = sub.add_parser("run", help="a headless run of a mix")
+    add_load_options(run)
+    run.add_argument("--run-id", help="folder name under --results-dir (default: <UTC time>-<mix>)")
+    run.set_defaults(func=cmd_run)
+    ui = sub.add_parser("ui", help="the Locust web UI")
+    add_load_options(ui)
+    ui.add_argument("--web-host", default="127.0.0.1")
+    ui.add_argument("--web-port", type=int, default=8089)
+    ui.set_defaults(func=cmd_ui)
+    sweep = sub.add_parser("sweep", help="restart the stack for each serve setting and run each load level")
+    sweep.add_argument("grid", help="sweep file (see bench/sweeps/)")
+    sweep.add_argument("--results-dir", default=os.environ.get("NPCBENCH_RESULTS", "results"))
+    sweep.add_argument("--restart", action="store_true", help="ignore finished points instead of resuming")
+    sweep.set_defaults(func=cmd_sweep)
+    show = sub.add_parser("show", help="print a run's summary")
+    show.add_argument("run_dir")
+    show.set_defaults(func=cmd_show)
+    sub.add_parser("mixes", help="list the mixes").set_defaults(func=cmd_mixes)
+    args = parser.parse_args(argv)
+    try:
+        return args.func(args)
+    except MixError as exc:
+        return fail(str(exc))
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,264 @@
+"""Locust entry point: NPC traffic mixes against the stack that `python -m serve up` runs.
+
+    python -m bench ui                     # web UI on http://127.0.0.1:8089, mixes selectable
+    python -m bench run --mix npc-cpu      # headless, with a progress line and a summary
+    locust -f bench/locustfile.py --mix npc-cpu --headless     # the same, by hand
+
+Every Locust user is one NPC. Each request picks a traffic class by the mix's weights; the mix's
+load shape decides when requests go out (closed loop, Poisson arrivals, tick bursts, stepped ramp).
+Each test start writes a new folder under `results/` (see bench/rundir.py).
+"""
+
+from __future__ import annotations
+
+import csv
+import itertools
+import random
+import sys
+import time
+from pathlib import Path
+
+import gevent
+import gevent.pool
+import openai
+from locust import LoadTestShape, User, events, task
+from locust.html import get_html_report
+from locust.stats import PERCENTILES_TO_REPORT, StatsCSV
+
+from bench.client import send
+from bench.npc import NPC
+from bench.records import Manifest, RequestRecord, meets_slo
+from bench.rundir import RunDir, git_info, machine_info, new_run_id, package_versions, read_requests, utc_now, worker_versions
+from bench.scrape import ServerScraper, Target
+from bench.shapes import SHAPES, shape_overrides
+from bench.spec import ResolvedMix, check_fits, load_mix, mix_names
+from bench.summary import summarize
+from serve.state import StackState, master_key, pid_alive, read_state
+
+DEFAULT_MIX = "npc-cpu"
+
+
+class NoStackError(RuntimeError):
+    pass
+
+
+class RequestFailed(Exception):
+    """Shown in Locust's failure table by outcome: error, timeout, tool_invalid."""
+
+
+class SLOMissed(Exception):
+    pass
+
+
+class DeadlineMissed(Exception):
+    pass
+
+
+@events.init_command_line_parser.add_listener
+def _arguments(parser) -> None:
+    parser.add_argument("--mix", choices=mix_names(), default=DEFAULT_MIX, help="NPC traffic mix (bench/mixes/)")
+    parser.add_argument("--duration-s", type=float, default=0.0, help="override the mix shape's duration (0: keep)")
+    parser.add_argument("--npcs", type=int, default=0, help="override the shape's NPC/user count (0: keep)")
+    parser.add_argument("--rate-rps", type=float, default=0.0, help="poisson shape: override the arrival rate")
+    parser.add_argument("--results-dir", default="results", include_in_web_ui=False, help="where run folders go")
+    parser.add_argument("--run-dir", default="", include_in_web_ui=False, help="exact folder for this run")
+    parser.add_argument("--scrape-interval-s", type=float, default=2.0, include_in_web_ui=False,
+                        help="seconds between /metrics scrapes of the workers and the proxy")
+
+
+class Run:
+    """The one test that is running in this Locust process: its mix, stack, client, folder and scraper."""
+
+    def __init__(self) -> None:
+        self.mix: ResolvedMix | None = None
+        self.stack: StackState | None = None
+        self.dir: RunDir | None = None
+        self.scraper: ServerScraper | None = None
+        self.inflight = gevent.pool.Group()
+        self.background: list[gevent.Greenlet] = []
+        self.npc_ids = itertools.count()
+        self.shape_finished = False
+        self.t0 = 0.0
+        self.counts: dict[str, int] = {}
+
+    # -- set-up: called from the shape's first tick (which runs before test_start) and from test_start
+    def prepare(self, environment) -> None:
+        if self.mix is not None:
+            return
+        options = environment.parsed_options
+        stack = read_state()
+        if stack is None or not pid_alive(stack.supervisor_pid) or stack.phase != "ready":
+            raise NoStackError("no stack is ready: start it with `python -m serve up --detach` (see `python -m serve status`)")
+        mix = load_mix(options.mix)
+        mix = load_mix(options.mix, **shape_overrides(mix.mix.shape, options.npcs, options.rate_rps, options.duration_s))
+        check_fits(mix, {g: spec["max_model_len"] for g, spec in stack.spec["groups"].items()})
+        self.mix, self.stack = mix, stack
+        self.key = master_key()
+        self.client = openai.OpenAI(base_url=stack.base_url, api_key=self.key, max_retries=0,
+                                    timeout=stack.spec["proxy"]["timeout_s"] + 10)
+        self.priority_groups = {g for g, spec in stack.spec["groups"].items() if spec["scheduling_policy"] == "priority"}
+        self.class_names = list(mix.classes)
+        self.credit = {name: 0.0 for name in self.class_names}
+        self.weight_sum = sum(mix.mix.weights[name] for name in self.class_names)
+        self.shape_finished = False
+        self.t0 = time.time()
+
+    def start(self, environment) -> None:
+        self.prepare(environment)
+        options = environment.parsed_options
+        run_id = Path(options.run_dir).name if options.run_dir else new_run_id(self.mix.name)
+        path = Path(options.run_dir) if options.run_dir else Path(options.results_dir) / run_id
+        workers = {w.name: w.url for w in self.stack.workers}
+        manifest = Manifest(
+            run_id=run_id, status="running", started_at=utc_now(),
+            mix=self.mix.model_dump(mode="json"), stack=self.stack.spec,
+            endpoints={"proxy": self.stack.base_url, **workers},
+            versions={**package_versions(), **worker_versions(workers)},
+            git=git_info(), machine=machine_info(),
+        )
+        self.dir = RunDir(path, manifest)
+        targets = [Target(w.name, w.url) for w in self.stack.workers]
+        targets.append(Target("proxy", self.stack.proxy.url, {"Authorization": f"Bearer {self.key}"}))
+        self.scraper = ServerScraper(path / "server_metrics.csv", targets, t0=self.t0)
+        self.counts = {}
+        self.background = [gevent.spawn(self._scrape_loop, options.scrape_interval_s)]
+        print(f"[bench] run {run_id}: mix {self.mix.name} ({self.mix.mix.shape.kind} shape), "
+              f"writing {path}", file=sys.stderr, flush=True)
+
+    def _scrape_loop(self, interval_s: float) -> None:
+        shape = self.mix.mix.shape
+        while True:
+            self.scraper.scrape_once()
+            elapsed = time.time() - self.t0
+            counts = " ".join(f"{k}={v}" for k, v in sorted(self.counts.items()))
+            print(f"[bench] {elapsed:5.0f}/{shape.duration_s:.0f} s  in flight {len(self.inflight)}  {counts}",
+                  file=sys.stderr, flush=True)
+            gevent.sleep(interval_s)
+
+    # -- per request
+    def pick_class(self):
+        """Smooth weighted round-robin over the mix's weights: every class gets its share, and each
+        shows up once in every cycle of the schedule (a random draw can starve a rare class in a short run)."""
+        for name in self.class_names:
+            self.credit[name] += self.mix.mix.weights[name]
+        name = max(self.class_names, key=self.credit.__getitem__)
+        self.credit[name] -= self.weight_sum
+        return self.mix.classes[name]
+
+    def fire(self, npc: NPC, tick: int | None = None, deadline_s: float | None = None) -> None:
+        cls = self.pick_class()
+        record, _ = send(self.client, cls, npc, use_priority=cls.group in self.priority_groups,
+                         tick=tick, deadline_s=deadline_s)
+        record.slo_met = meets_slo(record, cls.slo)
+        self.record(record)
+
+    def record(self, record: RequestRecord) -> None:
+        if self.dir is None:
+            return
+        self.dir.add(record)
+        self.counts[record.outcome] = self.counts.get(record.outcome, 0) + 1
+        fire = events.request.fire
+        ms = record.e2e_s * 1000
+        failed = record.outcome in ("error", "timeout", "tool_invalid")
+        fire(request_type="stream" if record.ttft_s is not None or record.outcome == "interrupted" else "chat",
+             name=record.cls, response_time=ms, response_length=record.output_tokens, context={},
+             exception=RequestFailed(f"{record.outcome}: {record.error}") if failed else None)
+        if record.ttft_s is not None:
+            fire(request_type="TTFT", name=record.cls, response_time=record.ttft_s * 1000, response_length=0,
+                 context={}, exception=None)
+        if record.itl_s is not None:
+            fire(request_type="ITL", name=record.cls, response_time=record.itl_s * 1000, response_length=0,
+                 context={}, exception=None)
+        if record.outcome == "interrupted":
+            fire(request_type="INTERRUPTED", name=record.cls, response_time=ms, response_length=record.output_tokens,
+                 context={}, exception=None)
+        elif not failed:
+            fire(request_type="SLO", name=record.cls, response_time=ms, response_length=0, context={},
+                 exception=None if record.slo_met else SLOMissed("SLO missed"))
+        if record.deadline_missed is not None:
+            fire(request_type="DEADLINE", name=record.cls, response_time=ms, response_length=0, context={},
+                 exception=DeadlineMissed("missed its tick") if record.deadline_missed else None)
+
+    # -- tear-down
+    def stop(self, environment) -> None:
+        if self.dir is None:
+            return
+        self.inflight.join(timeout=self.stack.spec["proxy"]["timeout_s"])  # open-loop requests still in flight
+        self.inflight.kill()
+        gevent.killall(self.background)
+        self.scraper.scrape_once()  # the last sample closes the counters' window
+        duration = time.time() - self.t0
+        summary = summarize(read_requests(self.dir.path), duration)
+        summary["server"] = self.server_summary()
+        self._write_locust_reports(environment)
+        status = "complete" if self.shape_finished else "interrupted"
+        self.dir.close(status, summary)
+        self.scraper.close()
+        print(f"[bench] run {self.dir.manifest.run_id} {status}: {summary['all']['requests']} requests, "
+              f"results in {self.dir.path}", file=sys.stderr, flush=True)
+        self.dir, self.mix = None, None
+
+    def server_summary(self) -> dict:
+        """Token counts the workers counted themselves, beside what the client counted."""
+        delta = self.scraper.delta
+        workers = [w.name for w in self.stack.workers]
+        per_worker = {name: delta("vllm:generation_tokens_total").get(name) for name in workers}
+        return {
+            "generation_tokens": per_worker,
+            "generation_tokens_total": sum(v for v in per_worker.values() if v is not None),
+            "prompt_tokens_total": sum(v for k, v in delta("vllm:prompt_tokens_total").items() if k in workers),
+            # vLLM counts a request here when it finishes (stop, length, ...); one the client abandoned never does.
+            "finished_requests": sum(v for k, v in delta("vllm:request_success_total").items() if k in workers),
+            "preemptions": sum(v for k, v in delta("vllm:num_preemptions_total").items() if k in workers),
+        }
+
+    def _write_locust_reports(self, environment) -> None:
+        stats_csv = StatsCSV(environment, PERCENTILES_TO_REPORT)
+        for name, write in (("locust_stats.csv", stats_csv.requests_csv), ("locust_failures.csv", stats_csv.failures_csv),
+                            ("locust_exceptions.csv", stats_csv.exceptions_csv)):
+            with open(self.dir.path / name, "w", newline="") as f:
+                write(csv.writer(f))
+            self.dir.manifest.files[name.removesuffix(".csv")] = name
+        (self.dir.path / "locust_report.html").write_text(get_html_report(environment, show_download_link=False))
+        self.dir.manifest.files["locust_report"] = "locust_report.html"
+
+
+RUN = Run()
+
+
+@events.test_start.add_listener
+def _test_start(environment, **kwargs) -> None:
+    RUN.start(environment)
+
+
+@events.test_stop.add_listener
+def _test_stop(environment, **kwargs) -> None:
+    RUN.stop(environment)
+
+
+class MixShape(LoadTestShape):
+    """Delegates to the mix's shape (bench/shapes.py); the mix is chosen with --mix, also in the web UI."""
+
+    def tick(self):
+        RUN.prepare(self.runner.environment)
+        users_and_rate = SHAPES[RUN.mix.mix.shape.kind].users_at(RUN.mix.mix.shape, self.get_run_time())
+        if users_and_rate is None:
+            RUN.shape_finished = True
+        return users_and_rate
+
+
+class NPCUser(User):
+    """One NPC; its shape's pacer decides when it sends."""
+
+    def on_start(self) -> None:
+        index = next(RUN.npc_ids)
+        seed = RUN.mix.mix.seed
+        self.npc = NPC(npc_id=f"npc-{index}", rng=random.Random(f"{seed}/{index}"), faction=index % 4)
+        self.pacer = SHAPES[RUN.mix.mix.shape.kind](RUN.mix.mix.shape, RUN, self.npc)
+
+    def wait_time(self) -> float:
+        return self.pacer.wait_s()
+
+    @task
+    def act(self) -> None:
+        self.pacer.step()

@@ -1,0 +1,80 @@
+"""What a run records: one RequestRecord per request, and the run's manifest."""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import BaseModel, Field
+
+from bench.spec import SLO
+
+Outcome = Literal["ok", "error", "timeout", "tool_invalid", "interrupted"]
+RunStatus = Literal["running", "complete", "interrupted", "failed"]
+
+
+class RequestRecord(BaseModel):
+    """One request as the client saw it. Times are seconds; `t_start` is Unix time."""
+
+    cls: str = Field(description="traffic class name")
+    kind: str
+    group: str
+    worker: str | None = Field(None, description="the deployment LiteLLM chose (x-litellm-model-id)")
+    npc_id: str
+    turn: int = 0
+    t_start: float
+    ttft_s: float | None = None
+    e2e_s: float
+    itl_s: float | None = Field(None, description="mean inter-token latency over the reply")
+    prompt_tokens: int | None = None
+    output_tokens: int = 0
+    max_tokens: int
+    outcome: Outcome
+    tick: int | None = Field(None, description="tick shape: the game tick this decision belongs to")
+    deadline_s: float | None = None
+    deadline_missed: bool | None = None
+    slo_met: bool = False
+    status_code: int | None = None
+    error: str | None = None
+
+    @property
+    def output_tps(self) -> float | None:
+        if self.outcome != "ok" or not self.output_tokens or self.e2e_s <= 0:
+            return None
+        return self.output_tokens / self.e2e_s
+
+
+def meets_slo(record: RequestRecord, slo: SLO) -> bool:
+    """A request counts towards goodput if it completed (or, for an interrupted stream, was cut off by the client
+    as planned), met every budget its class sets, and its tick deadline."""
+    if record.outcome not in ("ok", "interrupted") or record.deadline_missed:
+        return False
+    checks = ((slo.ttft_p95_s, record.ttft_s), (slo.e2e_p95_s, record.e2e_s), (slo.itl_p95_s, record.itl_s))
+    return all(value is not None and value <= budget for budget, value in checks if budget is not None)
+
+
+class Machine(BaseModel):
+    hostname: str
+    cpu_model: str
+    cores: int
+    memory_gib: float
+    gpus: list[str] = Field(default_factory=list)
+    platform: str
+
+
+class Manifest(BaseModel):
+    """Everything needed to read a run folder with no other input."""
+
+    run_id: str
+    status: RunStatus
+    started_at: str
+    ended_at: str | None = None
+    duration_s: float | None = None
+    mix: dict[str, Any] = Field(description="the resolved mix: its shape, weights and class definitions")
+    stack: dict[str, Any] = Field(description="the stack spec as it ran, from `python -m serve status`")
+    endpoints: dict[str, str] = Field(description="proxy and worker URLs (never the key)")
+    versions: dict[str, str | None]
+    git: dict[str, Any]
+    machine: Machine
+    files: dict[str, str] = Field(default_factory=dict)
+    summary: dict[str, Any] = Field(default_factory=dict)
+    notes: list[str] = Field(default_factory=list)

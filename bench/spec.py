@@ -1,0 +1,234 @@
+"""Typed NPC traffic: the classes (what a request looks like, and its SLOs), load shapes, and mixes.
+
+`bench/classes.toml` defines each traffic class once, with lengths and SLOs per scale
+(`cpu`: the small model's context; `gpu`: the reference deployment's prefill-heavy traffic).
+A mix (`bench/mixes/*.toml`) picks a scale, class weights and a load shape.
+"""
+
+from __future__ import annotations
+
+import math
+import random
+import tomllib
+from pathlib import Path
+from typing import Annotated, Any, Literal, Union
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+BENCH_DIR = Path(__file__).parent
+CLASSES_FILE = BENCH_DIR / "classes.toml"
+MIXES_DIR = BENCH_DIR / "mixes"
+Kind = Literal["ambient", "tool_call", "dialogue", "interrupted", "multi_turn", "planning"]
+Scale = Literal["cpu", "gpu"]
+
+
+class MixError(ValueError):
+    """A mix or class definition that cannot run; the message says what to change."""
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class LengthDist(_Strict):
+    """Token counts drawn from a normal distribution clipped to [min, max]."""
+
+    mean: int = Field(gt=0)
+    sd: float = Field(0, ge=0)
+    min: int = Field(1, ge=1)
+    max: int | None = None
+
+    def sample(self, rng: random.Random) -> int:
+        value = round(rng.gauss(self.mean, self.sd)) if self.sd else self.mean
+        return max(self.min, min(value, self.max or value))
+
+    @property
+    def upper(self) -> int:
+        return self.max or int(self.mean + 4 * self.sd)
+
+
+class SLO(_Strict):
+    """Latency budgets a request must meet to count towards goodput; unset ones are not checked."""
+
+    ttft_p95_s: float | None = Field(None, gt=0, description="per request: time to first token")
+    e2e_p95_s: float | None = Field(None, gt=0, description="per request: end-to-end latency")
+    itl_p95_s: float | None = Field(None, gt=0, description="per request: mean inter-token latency")
+
+
+class ScaleSpec(_Strict):
+    prompt_tokens: LengthDist
+    output_tokens: LengthDist
+    slo: SLO
+    interrupt_after_tokens: int | None = Field(None, gt=0, description="interrupted: close the stream after this many")
+    turns: int | None = Field(None, gt=1, description="multi_turn: turns before the conversation starts over")
+
+
+class TrafficClass(_Strict):
+    """One kind of NPC request, at one scale."""
+
+    name: str
+    kind: Kind
+    group: Literal["heavy", "light"]
+    stream: bool
+    tools: bool = False
+    priority: int = Field(0, description="lower runs first on workers with --scheduling-policy priority")
+    shared_prefix_share: float = Field(0.0, ge=0, le=1, description="share of the prompt common to a faction")
+    factions: int = Field(4, ge=1, description="distinct shared prefixes")
+    prompt_tokens: LengthDist
+    output_tokens: LengthDist
+    slo: SLO
+    interrupt_after_tokens: int | None = None
+    turns: int | None = None
+
+    @model_validator(mode="after")
+    def _kind_needs(self) -> TrafficClass:
+        if self.kind == "interrupted" and not (self.stream and self.interrupt_after_tokens):
+            raise ValueError(f"class {self.name}: an interrupted class streams and sets interrupt_after_tokens")
+        if self.kind == "multi_turn" and not self.turns:
+            raise ValueError(f"class {self.name}: a multi_turn class sets turns")
+        if self.kind == "tool_call" and not self.tools:
+            raise ValueError(f"class {self.name}: a tool_call class sets tools = true")
+        return self
+
+
+# -- load shapes: each a small model; bench/shapes.py turns them into Locust schedules --------
+
+
+class ClosedLoop(_Strict):
+    """`users` NPCs, each sending its next request `think_time_s` (exponential mean) after the last reply."""
+
+    kind: Literal["closed"] = "closed"
+    users: int = Field(gt=0)
+    think_time_s: float = Field(1.0, ge=0)
+    duration_s: float = Field(60, gt=0)
+
+
+class Poisson(_Strict):
+    """Open loop: requests arrive as a Poisson process at `rate_rps`, whether or not earlier ones finished."""
+
+    kind: Literal["poisson"] = "poisson"
+    rate_rps: float = Field(gt=0)
+    users: int = Field(16, gt=0, description="NPCs the arrivals are spread over")
+    duration_s: float = Field(60, gt=0)
+
+
+class TickBurst(_Strict):
+    """`npcs` NPCs each send a request on every game tick at `tick_hz`; an answer later than the deadline
+    (default: the next tick) misses its tick."""
+
+    kind: Literal["tick"] = "tick"
+    npcs: int = Field(gt=0)
+    tick_hz: float = Field(gt=0)
+    deadline_s: float | None = Field(None, gt=0)
+    duration_s: float = Field(60, gt=0)
+
+    @property
+    def tick_deadline_s(self) -> float:
+        return self.deadline_s or 1.0 / self.tick_hz
+
+
+class SteppedRamp(_Strict):
+    """Closed loop from `start_users`, adding `step_users` every `step_s`, up to `max_users`: finds the knee."""
+
+    kind: Literal["ramp"] = "ramp"
+    start_users: int = Field(1, gt=0)
+    step_users: int = Field(gt=0)
+    step_s: float = Field(gt=0)
+    max_users: int = Field(gt=0)
+    think_time_s: float = Field(0.5, ge=0)
+
+    @property
+    def duration_s(self) -> float:
+        steps = math.ceil((self.max_users - self.start_users) / self.step_users) + 1  # the last one at max_users
+        return steps * self.step_s
+
+
+Shape = Annotated[Union[ClosedLoop, Poisson, TickBurst, SteppedRamp], Field(discriminator="kind")]
+
+
+class Mix(_Strict):
+    name: str
+    description: str = ""
+    scale: Scale
+    weights: dict[str, float] = Field(description="class name -> relative weight")
+    shape: Shape
+    seed: int = 0
+
+    @model_validator(mode="after")
+    def _weights(self) -> Mix:
+        if not self.weights or any(w < 0 for w in self.weights.values()) or sum(self.weights.values()) <= 0:
+            raise ValueError("weights must be non-negative with a positive sum")
+        return self
+
+
+class ResolvedMix(_Strict):
+    """A mix with its classes resolved at its scale: everything a run needs, recorded in its manifest."""
+
+    mix: Mix
+    classes: dict[str, TrafficClass]
+
+    @property
+    def name(self) -> str:
+        return self.mix.name
+
+
+def _errors(exc: ValidationError) -> str:
+    return "\n".join(f"  - {'.'.join(map(str, e['loc']))}: {e['msg'].removeprefix('Value error, ')}"
+                     for e in exc.errors())
+
+
+def load_classes(scale: Scale, path: Path = CLASSES_FILE) -> dict[str, TrafficClass]:
+    raw = tomllib.loads(path.read_text())
+    classes = {}
+    for name, body in raw.items():
+        body = dict(body)
+        scales = {s: body.pop(s) for s in ("cpu", "gpu") if s in body}
+        if scale not in scales:
+            raise MixError(f"class {name} in {path} has no [{name}.{scale}] table")
+        try:
+            ScaleSpec.model_validate(scales[scale])
+            classes[name] = TrafficClass.model_validate({"name": name, **body, **scales[scale]})
+        except ValidationError as exc:
+            raise MixError(f"invalid class {name} ({scale}) in {path}:\n{_errors(exc)}") from None
+    return classes
+
+
+def mix_names() -> list[str]:
+    return sorted(p.stem for p in MIXES_DIR.glob("*.toml"))
+
+
+def load_mix(name_or_path: str, **shape_overrides: Any) -> ResolvedMix:
+    """A named mix (`bench/mixes/NAME.toml`) or a .toml path, with optional shape field overrides."""
+    path = Path(name_or_path)
+    if path.suffix != ".toml":
+        path = MIXES_DIR / f"{name_or_path}.toml"
+        if not path.exists():
+            raise MixError(f"unknown mix {name_or_path!r}: choose one of {', '.join(mix_names())} or give a .toml path")
+    data = tomllib.loads(path.read_text())
+    data.setdefault("name", path.stem)
+    overrides = {k: v for k, v in shape_overrides.items() if v is not None}
+    if overrides:
+        data["shape"] = {**data.get("shape", {}), **overrides}
+    try:
+        mix = Mix.model_validate(data)
+    except ValidationError as exc:
+        raise MixError(f"invalid mix {path}:\n{_errors(exc)}") from None
+    classes = load_classes(mix.scale)
+    unknown = sorted(set(mix.weights) - set(classes))
+    if unknown:
+        raise MixError(f"mix {mix.name}: unknown classes {', '.join(unknown)}; known: {', '.join(sorted(classes))}")
+    used = {name: classes[name] for name, weight in mix.weights.items() if weight > 0}
+    return ResolvedMix(mix=mix, classes=used)
+
+
+def check_fits(mix: ResolvedMix, max_model_len: dict[str, int]) -> None:
+    """Fail before a run whose longest prompt plus reply would not fit its group's context."""
+    problems = []
+    for cls in mix.classes.values():
+        turns = cls.turns or 1
+        longest = cls.prompt_tokens.upper + turns * cls.output_tokens.upper + (turns - 1) * 40
+        limit = max_model_len.get(cls.group)
+        if limit is not None and longest > limit:
+            problems.append(f"class {cls.name}: up to {longest} tokens but group {cls.group} has max_model_len {limit}")
+    if problems:
+        raise MixError(f"mix {mix.name} does not fit the running stack:\n" + "\n".join(f"  - {p}" for p in problems))

@@ -1,0 +1,47 @@
+"""Per-class figures of a run, from its request records: latency percentiles, throughput, goodput."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pandas as pd
+
+OUTCOMES = ["ok", "error", "timeout", "tool_invalid", "interrupted"]
+
+
+def _pct(series: pd.Series, q: float) -> float | None:
+    series = series.dropna()
+    return round(float(series.quantile(q)), 4) if len(series) else None
+
+
+def class_summary(df: pd.DataFrame, duration_s: float) -> dict[str, Any]:
+    """Figures for one set of requests over a window of `duration_s` seconds."""
+    ok = df[df.outcome == "ok"]
+    answered = df[df.outcome.isin(["ok", "interrupted"])]  # interrupted streams still have a first token
+    deadline = df.deadline_missed.dropna() if "deadline_missed" in df else pd.Series(dtype=bool)
+    tools = df[df.kind == "tool_call"]
+    return {
+        "requests": int(len(df)),
+        **{f"n_{o}": int((df.outcome == o).sum()) for o in OUTCOMES},
+        "ttft_p50_s": _pct(answered.ttft_s, 0.5), "ttft_p95_s": _pct(answered.ttft_s, 0.95),
+        "itl_p50_s": _pct(ok.itl_s, 0.5), "itl_p95_s": _pct(ok.itl_s, 0.95),
+        "e2e_p50_s": _pct(ok.e2e_s, 0.5), "e2e_p95_s": _pct(ok.e2e_s, 0.95),
+        "throughput_rps": round(len(ok) / duration_s, 4) if duration_s else None,
+        "output_tps": round(float(df.output_tokens.sum()) / duration_s, 3) if duration_s else None,
+        "goodput_rps": round(float(df.slo_met.sum()) / duration_s, 4) if duration_s else None,
+        "slo_attainment": round(float(df.slo_met.mean()), 4) if len(df) else None,
+        "deadline_miss_rate": round(float(deadline.astype(bool).mean()), 4) if len(deadline) else None,
+        "tool_call_validity": (round(float((tools.outcome == "ok").sum() / len(tools)), 4) if len(tools) else None),
+        "prompt_tokens_mean": round(float(df.prompt_tokens.dropna().mean()), 1) if df.prompt_tokens.notna().any() else None,
+        "output_tokens_total": int(df.output_tokens.sum()),
+    }
+
+
+def summarize(df: pd.DataFrame, duration_s: float) -> dict[str, Any]:
+    """{"all": figures, "classes": {class: figures}, "groups": {group: figures}}."""
+    return {
+        "duration_s": round(duration_s, 2),
+        "all": class_summary(df, duration_s),
+        "classes": {name: class_summary(part, duration_s) for name, part in df.groupby("cls")},
+        "groups": {name: class_summary(part, duration_s) for name, part in df.groupby("group")},
+    }

@@ -1,0 +1,126 @@
+"""`python -m bench run` against the real CPU stack: result folders, token agreement, interrupted streams."""
+
+from __future__ import annotations
+
+import json
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from bench.rundir import read_manifest, read_requests, read_server_metrics
+from bench.spec import load_mix
+
+pytestmark = pytest.mark.e2e
+
+
+def bench_run(results: Path, run_id: str, *args: str) -> subprocess.CompletedProcess:
+    command = [sys.executable, "-m", "bench", "run", "--results-dir", str(results), "--run-id", run_id, *args]
+    result = subprocess.run(command, capture_output=True, text=True)
+    print(result.stdout[-3000:], result.stderr[-3000:])
+    return result
+
+
+@pytest.fixture(scope="module")
+def results(tmp_path_factory) -> Path:
+    return tmp_path_factory.mktemp("results")
+
+
+@pytest.fixture(scope="module")
+def default_run(stack: dict, results: Path) -> Path:
+    result = bench_run(results, "default", "--mix", "npc-cpu", "--duration-s", "45")
+    assert result.returncode == 0, result.stderr[-2000:]
+    return results / "default"
+
+
+def test_default_mix_writes_a_complete_self_describing_folder(default_run: Path, stack: dict) -> None:
+    for name in ("manifest.json", "requests.jsonl", "server_metrics.csv", "locust_stats.csv", "locust_report.html"):
+        assert (default_run / name).stat().st_size > 0, name
+    manifest = read_manifest(default_run)
+    assert manifest.status == "complete"
+    assert manifest.mix["mix"]["name"] == "npc-cpu"
+    assert manifest.stack["profile"] == "cpu" and len(manifest.stack["workers"]) == 4
+    assert manifest.versions["litellm"] and manifest.versions["locust"]
+    assert all(manifest.versions[f"vllm@{w['name']}"] for w in stack["workers"])
+    assert manifest.git["commit"] and manifest.machine.cores >= 1
+    assert manifest.summary["all"]["requests"] > 0
+
+
+def test_every_class_of_the_default_mix_produced_requests(default_run: Path) -> None:
+    df = read_requests(default_run)
+    expected = set(load_mix("npc-cpu").classes)
+    answered = df[df.outcome.isin(["ok", "interrupted", "tool_invalid"])]
+    assert set(answered.cls) == expected, df.groupby("cls").outcome.value_counts()
+    assert set(df[df.cls == "interrupted"].outcome) == {"interrupted"}
+    assert (df.outcome.isin(["error", "timeout"])).sum() == 0, df[df.outcome.isin(["error", "timeout"])].error
+
+
+def test_tool_call_arguments_were_validated(default_run: Path) -> None:
+    tools = read_requests(default_run).query("cls == 'tool_call'")
+    assert len(tools) > 0 and set(tools.outcome) <= {"ok", "tool_invalid"}
+    assert (tools.outcome == "ok").sum() > 0
+    assert tools[tools.outcome == "tool_invalid"].error.notna().all()  # each failure says why
+
+
+def test_client_token_counts_agree_with_vllm_counters(default_run: Path) -> None:
+    """Interrupted streams are counted by the tokens the client read; the workers may have made a few more
+    before they saw the disconnect, and no more than the rest of those requests' max_tokens."""
+    df = read_requests(default_run)
+    server = read_manifest(default_run).summary["server"]
+    client_tokens = int(df.output_tokens.sum())
+    slack = int((df.max_tokens - df.output_tokens)[df.outcome == "interrupted"].sum())
+    assert client_tokens <= server["generation_tokens_total"] <= client_tokens + slack, (client_tokens, server)
+    metrics = read_server_metrics(default_run)
+    assert {"heavy-0", "heavy-1", "light-0", "light-1", "proxy"} <= set(metrics.source)
+    assert "vllm:kv_cache_usage_perc" in set(metrics.metric)
+
+
+def test_completed_streams_agree_exactly_with_vllm(stack: dict, results: Path) -> None:
+    assert bench_run(results, "dialogue", "--mix", "dialogue", "--duration-s", "20").returncode == 0
+    df = read_requests(results / "dialogue")
+    server = read_manifest(results / "dialogue").summary["server"]
+    assert len(df) > 0 and set(df.outcome) == {"ok"}
+    assert df.ttft_s.notna().all() and df.itl_s.notna().all()
+    assert int(df.output_tokens.sum()) == server["generation_tokens_total"]
+
+
+def test_interrupted_streams_stop_generating_on_the_server(stack: dict, results: Path) -> None:
+    assert bench_run(results, "interrupted", "--mix", "interrupted", "--duration-s", "20").returncode == 0
+    df = read_requests(results / "interrupted")
+    server = read_manifest(results / "interrupted").summary["server"]
+    interrupted = df[df.outcome == "interrupted"]
+    assert len(interrupted) == len(df) > 0
+    # Every request reached a worker, none ran to its end: the workers stopped when the client left.
+    assert server["prompt_tokens_total"] >= interrupted.max_tokens.count() * 150
+    assert server["finished_requests"] == 0, server
+    # Each asked for 64 tokens and read 6; a server that kept going would have made 64 for each.
+    assert server["generation_tokens_total"] < interrupted.max_tokens.sum() / 2, server
+
+
+def test_interrupted_run_still_leaves_a_readable_folder(stack: dict, results: Path) -> None:
+    run_dir = results / "stopped"
+    command = [sys.executable, "-m", "bench", "run", "--results-dir", str(results), "--run-id", "stopped",
+               "--mix", "npc-cpu", "--duration-s", "600"]
+    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        deadline = time.monotonic() + 300
+        while time.monotonic() < deadline and len(read_requests(run_dir)) < 3:
+            time.sleep(1)
+        assert len(read_requests(run_dir)) >= 3, "the run recorded nothing to interrupt"
+    finally:
+        process.send_signal(signal.SIGINT)  # Ctrl-C
+        output = process.communicate(timeout=300)[0]
+    print(output[-3000:])
+    assert process.returncode == 130
+    manifest = read_manifest(run_dir)
+    assert manifest.status == "interrupted" and manifest.ended_at
+    assert manifest.summary["all"]["requests"] == len(read_requests(run_dir)) >= 3
+
+
+def test_results_never_contain_the_proxy_key(stack: dict, default_run: Path) -> None:
+    for path in default_run.iterdir():
+        assert stack["key"] not in path.read_text(errors="replace"), path.name
+    assert stack["key"] not in json.dumps(read_manifest(default_run).model_dump())

@@ -1,0 +1,76 @@
+"""Traffic classes, mixes and their validation."""
+
+from __future__ import annotations
+
+import random
+
+import pytest
+
+from bench.shapes import shape_overrides
+from bench.spec import LengthDist, MixError, check_fits, load_classes, load_mix, mix_names
+
+
+@pytest.mark.parametrize("scale", ["cpu", "gpu"])
+def test_every_class_is_defined_at_both_scales(scale: str) -> None:
+    classes = load_classes(scale)
+    assert set(classes) == {"ambient", "tool_call", "dialogue", "interrupted", "multi_turn", "planning"}
+    assert classes["planning"].priority > classes["ambient"].priority  # background goes last
+    assert classes["tool_call"].tools and classes["dialogue"].stream
+
+
+def test_gpu_scale_is_prefill_heavy() -> None:
+    ambient = load_classes("gpu")["ambient"]
+    assert ambient.prompt_tokens.mean / ambient.output_tokens.mean > 100
+
+
+def test_length_samples_stay_in_bounds() -> None:
+    dist = LengthDist(mean=100, sd=50, min=60, max=130)
+    rng = random.Random(1)
+    samples = [dist.sample(rng) for _ in range(2000)]
+    assert min(samples) == 60 and max(samples) == 130
+    assert LengthDist(mean=7).sample(rng) == 7
+
+
+@pytest.mark.parametrize("name", mix_names())
+def test_every_shipped_mix_loads(name: str) -> None:
+    mix = load_mix(name)
+    assert mix.classes and set(mix.classes) <= set(mix.mix.weights)
+
+
+def test_cpu_mixes_fit_the_cpu_profile_and_gpu_mix_the_gpu_profile() -> None:
+    for name in mix_names():
+        mix = load_mix(name)
+        limits = {"heavy": 4096, "light": 2048} if mix.mix.scale == "cpu" else {"heavy": 8192, "light": 8192}
+        check_fits(mix, limits)
+
+
+def test_mix_that_does_not_fit_is_refused_before_running() -> None:
+    with pytest.raises(MixError, match=r"class planning: up to \d+ tokens but group heavy has max_model_len 1024"):
+        check_fits(load_mix("npc-cpu"), {"heavy": 1024, "light": 2048})
+
+
+def test_unknown_mix_names_the_choices() -> None:
+    with pytest.raises(MixError, match="unknown mix 'npc-cpuu': choose one of .*npc-cpu"):
+        load_mix("npc-cpuu")
+
+
+def test_mix_with_unknown_class(tmp_path) -> None:
+    path = tmp_path / "bad.toml"
+    path.write_text('scale = "cpu"\nweights = { ambient = 1, gossip = 2 }\nshape = { kind = "closed", users = 2 }\n')
+    with pytest.raises(MixError, match="unknown classes gossip"):
+        load_mix(str(path))
+
+
+def test_mix_with_bad_shape(tmp_path) -> None:
+    path = tmp_path / "bad.toml"
+    path.write_text('scale = "cpu"\nweights = { ambient = 1 }\nshape = { kind = "tick", npcs = 0, tick_hz = 1 }\n')
+    with pytest.raises(MixError, match=r"shape.tick.npcs: Input should be greater than 0"):
+        load_mix(str(path))
+
+
+def test_shape_overrides_map_to_the_shape_kind() -> None:
+    assert load_mix("ambient", **shape_overrides(load_mix("ambient").mix.shape, npcs=3)).mix.shape.npcs == 3
+    closed = load_mix("npc-cpu").mix.shape
+    assert shape_overrides(closed, npcs=5, duration_s=9) == {"users": 5, "duration_s": 9}
+    with pytest.raises(MixError, match="--rate-rps applies to a poisson shape"):
+        shape_overrides(closed, rate_rps=3)

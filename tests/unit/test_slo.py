@@ -1,0 +1,60 @@
+"""SLO and goodput arithmetic."""
+
+from __future__ import annotations
+
+import pandas as pd
+import pytest
+
+from bench.records import RequestRecord, meets_slo
+from bench.spec import SLO
+from bench.summary import summarize
+
+
+def record(**fields) -> RequestRecord:
+    base = dict(cls="ambient", kind="ambient", group="light", npc_id="npc-0", t_start=0.0, e2e_s=1.0,
+                max_tokens=10, output_tokens=10, outcome="ok")
+    return RequestRecord(**{**base, **fields})
+
+
+@pytest.mark.parametrize("fields, met", [
+    ({}, True),
+    ({"e2e_s": 2.5}, False),
+    ({"outcome": "error"}, False),
+    ({"outcome": "timeout"}, False),
+    ({"deadline_missed": True}, False),
+    ({"deadline_missed": False}, True),
+])
+def test_e2e_budget(fields: dict, met: bool) -> None:
+    assert meets_slo(record(**fields), SLO(e2e_p95_s=2.0)) is met
+
+
+def test_streaming_budgets_need_their_measurements() -> None:
+    slo = SLO(ttft_p95_s=0.5, itl_p95_s=0.1)
+    assert meets_slo(record(ttft_s=0.4, itl_s=0.05), slo)
+    assert not meets_slo(record(ttft_s=0.6, itl_s=0.05), slo)
+    assert not meets_slo(record(ttft_s=None, itl_s=0.05), slo)  # no first token: not met
+
+
+def test_interrupted_stream_counts_when_its_first_token_was_in_time() -> None:
+    slo = SLO(ttft_p95_s=1.0)
+    assert meets_slo(record(outcome="interrupted", ttft_s=0.5), slo)
+    assert not meets_slo(record(outcome="interrupted", ttft_s=1.5), slo)
+
+
+def test_summary_goodput_and_miss_rate() -> None:
+    rows = [record(e2e_s=1.0, slo_met=True, deadline_missed=False, output_tokens=10),
+            record(e2e_s=3.0, slo_met=False, deadline_missed=True, output_tokens=10),
+            record(e2e_s=2.0, slo_met=True, deadline_missed=False, output_tokens=10),
+            record(cls="tool_call", kind="tool_call", group="heavy", outcome="tool_invalid", output_tokens=5),
+            record(cls="tool_call", kind="tool_call", group="heavy", slo_met=True, output_tokens=5)]
+    df = pd.DataFrame([r.model_dump() for r in rows])
+    summary = summarize(df, duration_s=10.0)
+    ambient = summary["classes"]["ambient"]
+    assert ambient["goodput_rps"] == 0.2  # 2 good requests in 10 s
+    assert ambient["throughput_rps"] == 0.3
+    assert ambient["deadline_miss_rate"] == pytest.approx(1 / 3, abs=1e-4)
+    assert ambient["e2e_p50_s"] == 2.0
+    assert ambient["output_tps"] == 3.0
+    assert summary["classes"]["tool_call"]["tool_call_validity"] == 0.5
+    assert summary["all"]["requests"] == 5 and summary["all"]["n_tool_invalid"] == 1
+    assert summary["groups"]["heavy"]["requests"] == 2

@@ -1,0 +1,41 @@
+"""Sweep grids and their validation, before any stack starts."""
+
+from __future__ import annotations
+
+import pytest
+
+from bench.spec import MixError
+from bench.sweep import grid, load_sweep, overrides
+
+SWEEPS = __import__("pathlib").Path(__file__).parents[2] / "bench" / "sweeps"
+
+
+def test_grid_is_the_product_of_its_axes() -> None:
+    points = grid({"a": [1, 2], "b": ["x", "y", "z"]})
+    assert len(points) == 6 and points[0] == {"a": 1, "b": "x"} and points[-1] == {"a": 2, "b": "z"}
+    assert grid({}) == [{}]
+
+
+def test_overrides_render_json_values() -> None:
+    assert overrides({"groups.heavy.enable_prefix_caching": False, "proxy.routing_strategy": "least-busy"}) == [
+        "groups.heavy.enable_prefix_caching=false", 'proxy.routing_strategy="least-busy"']
+
+
+def test_shipped_sweeps_are_valid() -> None:
+    for path in SWEEPS.glob("*.toml"):
+        sweep = load_sweep(path)
+        assert len(grid(sweep.serve)) * len(grid(sweep.load)) >= 1
+
+
+def test_a_bad_serve_point_fails_before_anything_starts(tmp_path) -> None:
+    path = tmp_path / "bad.toml"
+    path.write_text('[serve]\n"groups.light.max_num_seqs" = [4, 0]\n')
+    with pytest.raises(MixError, match=r"serve point \{'groups.light.max_num_seqs': 0\} is invalid"):
+        load_sweep(path)
+
+
+def test_unknown_load_key(tmp_path) -> None:
+    path = tmp_path / "bad.toml"
+    path.write_text('[load]\nusers = [4]\n')
+    with pytest.raises(MixError, match="unknown load keys"):
+        load_sweep(path)
