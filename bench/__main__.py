@@ -62,6 +62,8 @@ def cmd_run(args: argparse.Namespace) -> int:
           f"{state.base_url}; results -> {run_dir}", flush=True)
     command = [*locust_args(args, state.spec["proxy"]["timeout_s"]), "--headless", "--only-summary", "--run-dir", str(run_dir),
                "--exit-code-on-error", "0", "--host", state.base_url, "--loglevel", "WARNING"]
+    if args.no_html_report:
+        command.append("--skip-html-report")
     code = subprocess.run(command).returncode
     if not (run_dir / "manifest.json").exists():
         return fail(f"locust exited with code {code} before the run started; see its output above", 1)
@@ -128,6 +130,7 @@ def main(argv: list[str] | None = None) -> int:
     run = sub.add_parser("run", help="a headless run of a mix")
     add_load_options(run)
     run.add_argument("--run-id", help="folder name under --results-dir (default: <UTC time>-<mix>)")
+    run.add_argument("--no-html-report", action="store_true", help="skip Locust's ~1 MB HTML report (CSVs are kept)")
     run.set_defaults(func=cmd_run)
     ui = sub.add_parser("ui", help="the Locust web UI")
     add_load_options(ui)

@@ -28,7 +28,8 @@ from locust.stats import PERCENTILES_TO_REPORT, StatsCSV
 from bench.client import send
 from bench.npc import NPC
 from bench.records import Manifest, RequestRecord, meets_slo
-from bench.rundir import RunDir, git_info, machine_info, new_run_id, package_versions, read_requests, utc_now, worker_versions
+from bench.rundir import (RunDir, git_info, machine_info, new_run_id, package_versions, read_requests, utc_now,
+                          worker_cache_config, worker_versions)
 from bench.scrape import ServerScraper, Target
 from bench.shapes import SHAPES, shape_overrides
 from bench.spec import ResolvedMix, check_fits, load_mix, mix_names
@@ -64,6 +65,8 @@ def _arguments(parser) -> None:
     parser.add_argument("--run-dir", default="", include_in_web_ui=False, help="exact folder for this run")
     parser.add_argument("--scrape-interval-s", type=float, default=2.0, include_in_web_ui=False,
                         help="seconds between /metrics scrapes of the workers and the proxy")
+    parser.add_argument("--skip-html-report", action="store_true", include_in_web_ui=False,
+                        help="write Locust's CSVs but not its ~1 MB HTML report (for sample sets kept in git)")
 
 
 class Run:
@@ -113,7 +116,7 @@ class Run:
             run_id=run_id, status="running", started_at=utc_now(),
             mix=self.mix.model_dump(mode="json"), stack=self.stack.spec,
             endpoints={"proxy": self.stack.base_url, **workers},
-            versions={**package_versions(), **worker_versions(workers)},
+            versions={**package_versions(), **worker_versions(workers)}, kv_cache=worker_cache_config(workers),
             git=git_info(), machine=machine_info(),
         )
         self.dir = RunDir(path, manifest)
@@ -219,8 +222,9 @@ class Run:
             with open(self.dir.path / name, "w", newline="") as f:
                 write(csv.writer(f))
             self.dir.manifest.files[name.removesuffix(".csv")] = name
-        (self.dir.path / "locust_report.html").write_text(get_html_report(environment, show_download_link=False))
-        self.dir.manifest.files["locust_report"] = "locust_report.html"
+        if not environment.parsed_options.skip_html_report:
+            (self.dir.path / "locust_report.html").write_text(get_html_report(environment, show_download_link=False))
+            self.dir.manifest.files["locust_report"] = "locust_report.html"
 
 
 RUN = Run()

@@ -73,6 +73,8 @@ class Manifest(BaseModel):
     stack: dict[str, Any] = Field(description="the stack spec as it ran, from `python -m serve status`")
     endpoints: dict[str, str] = Field(description="proxy and worker URLs (never the key)")
     versions: dict[str, str | None]
+    kv_cache: dict[str, dict[str, str]] = Field(default_factory=dict,
+                                                description="per worker, its vllm:cache_config_info labels")
     git: dict[str, Any]
     machine: Machine
     files: dict[str, str] = Field(default_factory=dict)

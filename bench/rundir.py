@@ -19,6 +19,7 @@ from pathlib import Path
 
 import httpx
 import pandas as pd
+from prometheus_client.parser import text_string_to_metric_families
 
 from bench.records import Machine, Manifest, RequestRecord, RunStatus
 
@@ -74,6 +75,25 @@ def worker_versions(worker_urls: dict[str, str]) -> dict[str, str | None]:
             found[f"vllm@{name}"] = httpx.get(url + "/version", timeout=5).json().get("version")
         except (httpx.HTTPError, ValueError):
             found[f"vllm@{name}"] = None
+    return found
+
+
+CACHE_CONFIG_FIELDS = ("kv_cache_size_tokens", "kv_cache_memory_bytes", "num_gpu_blocks", "block_size",
+                       "kv_cache_max_concurrency", "gpu_memory_utilization", "enable_prefix_caching", "cache_dtype")
+
+
+def worker_cache_config(worker_urls: dict[str, str]) -> dict[str, dict[str, str]]:
+    """What each worker reports of its KV cache in `vllm:cache_config_info` (its start-up "KV cache size" line)."""
+    found: dict[str, dict[str, str]] = {}
+    for name, url in worker_urls.items():
+        try:
+            text = httpx.get(url + "/metrics", timeout=5).text
+        except httpx.HTTPError:
+            continue
+        for family in text_string_to_metric_families(text):
+            if family.name == "vllm:cache_config_info" and family.samples:
+                labels = family.samples[0].labels
+                found[name] = {k: labels[k] for k in CACHE_CONFIG_FIELDS if k in labels}
     return found
 
 

