@@ -99,6 +99,8 @@ class Run:
         self.key = master_key()
         self.client = openai.OpenAI(base_url=stack.base_url, api_key=self.key, max_retries=0,
                                     timeout=stack.spec["proxy"]["timeout_s"] + 10)
+        # LiteLLM takes a top-level `priority` for its own proxy-side scheduler, so it is only sent when the
+        # group's workers schedule by priority, where it is what the operator asked for.
         self.priority_groups = {g for g, spec in stack.spec["groups"].items() if spec["scheduling_policy"] == "priority"}
         self.class_names = list(mix.classes)
         self.credit = {name: 0.0 for name in self.class_names}

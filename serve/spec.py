@@ -66,7 +66,7 @@ class GroupSpec(_Strict):
     kv_cache_space_gib: int | None = Field(None, gt=0, description="cpu: VLLM_CPU_KVCACHE_SPACE, whole GiB")
     gpu_memory_utilization: float | None = Field(None, gt=0, le=1, description="cuda: per worker")
     scheduling_policy: Literal["fcfs", "priority"] = Field(
-        "priority", description="priority: a request's `priority` (lower first) orders the queue; planning goes last"
+        "fcfs", description="priority: a request's `priority` (lower first) orders the worker's queue"
     )
     tool_call_parser: str | None = Field("hermes", description="with --enable-auto-tool-choice; None: no tools")
     tool_strict_level: Literal["auto", "function", "parameter"] = Field(

@@ -125,3 +125,35 @@ def test_results_never_contain_the_proxy_key(stack: dict, default_run: Path) -> 
     for path in default_run.iterdir():
         assert stack["key"] not in path.read_text(errors="replace"), path.name
     assert stack["key"] not in json.dumps(read_manifest(default_run).model_dump())
+
+
+def test_web_ui_runs_a_selected_mix(stack: dict, tmp_path: Path) -> None:
+    """Start the Locust web UI as a person would, pick a mix in its form, start, and get a results folder."""
+    import httpx
+
+    port = "8093"
+    ui = subprocess.Popen([sys.executable, "-m", "bench", "ui", "--web-port", port, "--results-dir", str(tmp_path)],
+                          stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    base = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline:
+            try:
+                if httpx.get(base + "/", timeout=2).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                time.sleep(1)
+        form = {"mix": "ambient", "npcs": "2", "duration_s": "10", "user_count": "1", "spawn_rate": "1"}
+        assert httpx.post(base + "/swarm", data=form, timeout=10).json()["success"]
+        manifests = []
+        while time.monotonic() < deadline + 120 and not manifests:
+            manifests = [m for m in tmp_path.glob("*/manifest.json") if read_manifest(m.parent).status == "complete"]
+            time.sleep(1)
+        assert manifests, "the web UI run wrote no complete results folder"
+        run = read_manifest(manifests[0].parent)
+        assert run.mix["mix"]["name"] == "ambient" and run.mix["mix"]["shape"]["npcs"] == 2
+        assert run.summary["all"]["requests"] > 0
+        assert (manifests[0].parent / "locust_report.html").exists()
+    finally:
+        ui.send_signal(signal.SIGINT)
+        print(ui.communicate(timeout=60)[0][-3000:])
