@@ -13,6 +13,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import signal
 import subprocess
 import sys
 import time
@@ -103,11 +104,22 @@ def detach(args: argparse.Namespace, spec: StackSpec, key: str) -> int:
         argv += ["--proxy-host", args.proxy_host]
     for override in args.set or []:
         argv += ["--set", override]
-    env = {**os.environ, DETACHED_ENV: "1", "NPCBENCH_SUPERVISOR_LOG": str(log), "NPCBENCH_PROFILE": spec.profile}
+    env = {**os.environ, DETACHED_ENV: "1", "NPCBENCH_SUPERVISOR_LOG": str(log)}
     with open(log, "w") as out:
         child = subprocess.Popen(argv, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
                                  env=env, start_new_session=True)
     print(f"supervisor started in the background (pid {child.pid}, log: {log})", flush=True)
+    try:
+        return _follow(child, log, key, spec)
+    except KeyboardInterrupt:  # Ctrl-C while waiting: the user no longer wants this stack
+        print("\ninterrupted: stopping the stack that was starting ...", flush=True)
+        os.kill(child.pid, signal.SIGTERM)
+        child.wait()
+        return 130
+
+
+def _follow(child: subprocess.Popen, log: Path, key: str, spec: StackSpec) -> int:
+    """Show the supervisor's log as it grows, until the stack is ready (0) or has failed (1)."""
     shown = 0
     while True:
         text = log.read_text(errors="replace")

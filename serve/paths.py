@@ -12,7 +12,8 @@ def home() -> Path:
 
 
 def models_dir() -> Path:
-    return home() / "models"
+    """`$NPCBENCH_MODELS`, by default `$NPCBENCH_HOME/models`: provisioned model folders."""
+    return Path(os.environ.get("NPCBENCH_MODELS", home() / "models"))
 
 
 def stack_dir() -> Path:

@@ -144,6 +144,8 @@ class Managed:
 
     def start(self, mode: str = "w") -> None:
         self.log.parent.mkdir(parents=True, exist_ok=True)
+        if self._log_file:
+            self._log_file.close()  # a restart appends to the same log
         self._log_file = open(self.log, mode)
         self.popen = subprocess.Popen(
             self.command, env={**os.environ, **self.env}, stdout=self._log_file, stderr=subprocess.STDOUT,

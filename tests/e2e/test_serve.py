@@ -141,3 +141,31 @@ def test_down_leaves_no_process(stack: dict) -> None:
     left = {pid: info for pid, info in live_processes().items() if pid in started or info[0] in groups}
     assert left == {}, f"processes of the stack still running after down: {left}"
     assert stack_status()["phase"] == "stopped"
+
+
+def test_worker_that_fails_to_start_stops_the_others(tmp_path: Path) -> None:
+    """A second stack on other ports, in its own NPCBENCH_HOME, whose light workers get a flag vLLM rejects."""
+    import subprocess
+    import sys
+
+    from serve.paths import models_dir
+
+    env = {**os.environ, "NPCBENCH_HOME": str(tmp_path), "NPCBENCH_MODELS": str(models_dir())}
+    ports = [f"workers.{i}.port={8301 + i}" for i in range(4)] + ["proxy.port=4301"]
+    sets = [arg for item in [*ports, 'groups.light.extra_args=["--no-such-flag"]'] for arg in ("--set", item)]
+    result = subprocess.run([sys.executable, "-m", "serve", "up", "--profile", "cpu", *sets],
+                            env=env, capture_output=True, text=True, timeout=600)
+    assert result.returncode != 0
+    assert "exited with code" in result.stdout and "before it was ready" in result.stdout
+    assert "unrecognized arguments: --no-such-flag" in result.stdout  # the end of the worker's log
+    assert str(tmp_path / "stack" / "logs") in result.stdout  # and where the whole log is
+    assert "stack stopped; no process of it is left" in result.stdout
+    still_running = [pid for pid in live_processes() if any(f"--port {8301 + i} " in command_line(pid) for i in range(4))]
+    assert still_running == [], f"workers of the failed stack still running: {still_running}"
+
+
+def command_line(pid: int) -> str:
+    try:
+        return Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+    except OSError:
+        return ""
