@@ -19,7 +19,6 @@ from pathlib import Path
 import pandas as pd
 
 from bench.rundir import new_run_id, read_manifest
-from bench.shapes import shape_overrides
 from bench.spec import MixError, check_fits, load_mix, mix_names
 from serve.state import pid_alive, read_state
 
@@ -41,8 +40,7 @@ def ready_stack():
 def validate(args: argparse.Namespace):
     """Fail on a bad mix or a mix that does not fit the running stack, before Locust starts."""
     state = ready_stack()
-    mix = load_mix(args.mix)
-    mix = load_mix(args.mix, **shape_overrides(mix.mix.shape, args.npcs, args.rate_rps, args.duration_s))
+    mix = load_mix(args.mix, args.npcs, args.rate_rps, args.duration_s)
     check_fits(mix, {g: spec["max_model_len"] for g, spec in state.spec["groups"].items()})
     return state, mix
 

@@ -31,7 +31,7 @@ from bench.records import Manifest, RequestRecord, meets_slo
 from bench.rundir import (RunDir, git_info, machine_info, new_run_id, package_versions, read_requests, utc_now,
                           worker_cache_config, worker_versions)
 from bench.scrape import ServerScraper, Target
-from bench.shapes import SHAPES, shape_overrides
+from bench.shapes import SHAPES
 from bench.spec import ResolvedMix, check_fits, load_mix, mix_names
 from bench.summary import summarize
 from serve.state import StackState, master_key, pid_alive, read_state
@@ -92,8 +92,7 @@ class Run:
         stack = read_state()
         if stack is None or not pid_alive(stack.supervisor_pid) or stack.phase != "ready":
             raise NoStackError("no stack is ready: start it with `python -m serve up --detach` (see `python -m serve status`)")
-        mix = load_mix(options.mix)
-        mix = load_mix(options.mix, **shape_overrides(mix.mix.shape, options.npcs, options.rate_rps, options.duration_s))
+        mix = load_mix(options.mix, options.npcs, options.rate_rps, options.duration_s)
         check_fits(mix, {g: spec["max_model_len"] for g, spec in stack.spec["groups"].items()})
         self.mix, self.stack = mix, stack
         self.key = master_key()

@@ -11,7 +11,7 @@ from typing import Any
 
 import gevent
 
-from bench.spec import ClosedLoop, MixError, Poisson, SteppedRamp, TickBurst
+from bench.spec import ClosedLoop, Poisson, SteppedRamp, TickBurst
 
 
 class _Pacer:
@@ -91,18 +91,3 @@ class SteppedRampPacer(ClosedLoopPacer):
 
 SHAPES = {"closed": ClosedLoopPacer, "poisson": PoissonPacer, "tick": TickPacer, "ramp": SteppedRampPacer}
 
-
-def shape_overrides(shape: Any, npcs: int = 0, rate_rps: float = 0.0, duration_s: float = 0.0) -> dict[str, Any]:
-    """Command-line overrides as fields of this kind of shape (0 means keep the mix's value)."""
-    overrides: dict[str, Any] = {}
-    if npcs:
-        overrides[{"closed": "users", "poisson": "users", "tick": "npcs", "ramp": "max_users"}[shape.kind]] = npcs
-    if rate_rps:
-        if shape.kind != "poisson":
-            raise MixError(f"--rate-rps applies to a poisson shape; this mix's shape is {shape.kind}")
-        overrides["rate_rps"] = rate_rps
-    if duration_s:
-        if shape.kind == "ramp":
-            raise MixError("a ramp's duration follows from its steps; change step_s or max_users instead")
-        overrides["duration_s"] = duration_s
-    return overrides

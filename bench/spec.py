@@ -197,8 +197,8 @@ def mix_names() -> list[str]:
     return sorted(p.stem for p in MIXES_DIR.glob("*.toml"))
 
 
-def load_mix(name_or_path: str, **shape_overrides: Any) -> ResolvedMix:
-    """A named mix (`bench/mixes/NAME.toml`) or a .toml path, with optional shape field overrides."""
+def load_mix(name_or_path: str, npcs: int = 0, rate_rps: float = 0.0, duration_s: float = 0.0) -> ResolvedMix:
+    """A named mix (`bench/mixes/NAME.toml`) or a .toml path; non-zero npcs, rate_rps, duration_s override its shape."""
     path = Path(name_or_path)
     if path.suffix != ".toml":
         path = MIXES_DIR / f"{name_or_path}.toml"
@@ -206,11 +206,10 @@ def load_mix(name_or_path: str, **shape_overrides: Any) -> ResolvedMix:
             raise MixError(f"unknown mix {name_or_path!r}: choose one of {', '.join(mix_names())} or give a .toml path")
     data = tomllib.loads(path.read_text())
     data.setdefault("name", path.stem)
-    overrides = {k: v for k, v in shape_overrides.items() if v is not None}
-    if overrides:
-        data["shape"] = {**data.get("shape", {}), **overrides}
     try:
         mix = Mix.model_validate(data)
+        if overrides := shape_overrides(mix.shape, npcs, rate_rps, duration_s):
+            mix = Mix.model_validate({**data, "shape": {**data["shape"], **overrides}})
     except ValidationError as exc:
         raise MixError(f"invalid mix {path}:\n{_errors(exc)}") from None
     classes = load_classes(mix.scale)
@@ -219,6 +218,22 @@ def load_mix(name_or_path: str, **shape_overrides: Any) -> ResolvedMix:
         raise MixError(f"mix {mix.name}: unknown classes {', '.join(unknown)}; known: {', '.join(sorted(classes))}")
     used = {name: classes[name] for name, weight in mix.weights.items() if weight > 0}
     return ResolvedMix(mix=mix, classes=used)
+
+
+def shape_overrides(shape: Any, npcs: int = 0, rate_rps: float = 0.0, duration_s: float = 0.0) -> dict[str, Any]:
+    """Command-line overrides as fields of this kind of shape (0 means keep the mix's value)."""
+    overrides: dict[str, Any] = {}
+    if npcs:
+        overrides[{"closed": "users", "poisson": "users", "tick": "npcs", "ramp": "max_users"}[shape.kind]] = npcs
+    if rate_rps:
+        if shape.kind != "poisson":
+            raise MixError(f"--rate-rps applies to a poisson shape; this mix's shape is {shape.kind}")
+        overrides["rate_rps"] = rate_rps
+    if duration_s:
+        if shape.kind == "ramp":
+            raise MixError("a ramp's duration follows from its steps; change step_s or max_users instead")
+        overrides["duration_s"] = duration_s
+    return overrides
 
 
 def check_fits(mix: ResolvedMix, max_model_len: dict[str, int]) -> None:

@@ -6,8 +6,7 @@ import random
 
 import pytest
 
-from bench.shapes import shape_overrides
-from bench.spec import LengthDist, MixError, check_fits, load_classes, load_mix, mix_names
+from bench.spec import LengthDist, MixError, check_fits, load_classes, load_mix, mix_names, shape_overrides
 
 
 @pytest.mark.parametrize("scale", ["cpu", "gpu"])
@@ -69,7 +68,7 @@ def test_mix_with_bad_shape(tmp_path) -> None:
 
 
 def test_shape_overrides_map_to_the_shape_kind() -> None:
-    assert load_mix("ambient", **shape_overrides(load_mix("ambient").mix.shape, npcs=3)).mix.shape.npcs == 3
+    assert load_mix("ambient", npcs=3).mix.shape.npcs == 3
     closed = load_mix("npc-cpu").mix.shape
     assert shape_overrides(closed, npcs=5, duration_s=9) == {"users": 5, "duration_s": 9}
     with pytest.raises(MixError, match="--rate-rps applies to a poisson shape"):
