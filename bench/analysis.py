@@ -48,7 +48,7 @@ def sweep_points(sweep_dir: str | Path, by: str = "classes") -> pd.DataFrame:
         shape = manifest.mix["mix"]["shape"]
         spec = manifest.stack
         for name, figures in manifest.summary[by].items():
-            row = {**point, by[:-1]: name, "shape": shape["kind"], "offered_npcs": shape.get("users") or shape.get("npcs"),
+            row = {**point, {"classes": "cls", "groups": "group"}[by]: name, "shape": shape["kind"], "offered_npcs": shape.get("users") or shape.get("npcs"),
                    "tick_hz": shape.get("tick_hz"), "duration_s": manifest.summary["duration_s"], **figures}
             if by == "groups":
                 row["workers"] = sum(w["group"] == name for w in spec["workers"])
