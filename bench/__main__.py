@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -62,12 +63,28 @@ def cmd_run(args: argparse.Namespace) -> int:
                "--exit-code-on-error", "0", "--host", state.base_url, "--loglevel", "WARNING"]
     if args.no_html_report:
         command.append("--skip-html-report")
-    code = subprocess.run(command).returncode
+    code = run_until_done(command)
     if not (run_dir / "manifest.json").exists():
         return fail(f"locust exited with code {code} before the run started; see its output above", 1)
     manifest = read_manifest(run_dir)
     print_summary(run_dir)
     return {"complete": 0, "interrupted": 130}.get(manifest.status, 1)
+
+
+def run_until_done(command: list[str]) -> int:
+    """Run Locust in its own session; Ctrl-C here is passed on once, so it stops the load, writes what was
+    measured and marks the run interrupted (a second SIGINT could cut that short)."""
+    process = subprocess.Popen(command, start_new_session=True)
+    try:
+        return process.wait()
+    except KeyboardInterrupt:
+        print("\ninterrupted: stopping the load and writing what was measured ...", file=sys.stderr, flush=True)
+        process.send_signal(signal.SIGINT)
+        while True:
+            try:
+                return process.wait()
+            except KeyboardInterrupt:
+                print("still writing the results; wait a moment", file=sys.stderr, flush=True)
 
 
 def cmd_ui(args: argparse.Namespace) -> int:

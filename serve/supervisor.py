@@ -318,6 +318,7 @@ class Supervisor:
                 now = time.monotonic()
                 if managed.next_restart_at is None:
                     code = managed.exited()
+                    stop_process_group(managed.pid)  # children it left behind (vLLM's engine core) go with it
                     if managed.restarts >= MAX_RESTARTS:
                         managed.gave_up = True
                         self.say(f"{managed.name} exited (code {code}) and was restarted {MAX_RESTARTS} times already: "

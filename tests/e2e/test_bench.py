@@ -121,9 +121,10 @@ def test_interrupted_run_still_leaves_a_readable_folder(stack: dict, results: Pa
     assert manifest.summary["all"]["requests"] == len(read_requests(run_dir)) >= 3
 
 
-def test_results_never_contain_the_proxy_key(stack: dict, default_run: Path) -> None:
-    for path in default_run.iterdir():
-        assert stack["key"] not in path.read_text(errors="replace"), path.name
+def test_results_and_logs_never_contain_the_proxy_key(stack: dict, default_run: Path) -> None:
+    logs = [stack["supervisor_log"], stack["proxy"]["log"], *(w["log"] for w in stack["workers"])]
+    for path in [*default_run.iterdir(), *map(Path, logs)]:
+        assert stack["key"] not in path.read_text(errors="replace"), path
     assert stack["key"] not in json.dumps(read_manifest(default_run).model_dump())
 
 

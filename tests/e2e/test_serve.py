@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import time
 from pathlib import Path
 
@@ -169,3 +170,22 @@ def command_line(pid: int) -> str:
         return Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
     except OSError:
         return ""
+
+
+def test_supervisor_restarts_a_killed_worker_and_the_proxy_routes_to_it_again(stack: dict, client: OpenAI) -> None:
+    light_1 = next(w for w in stack["workers"] if w["name"] == "light-1")
+    old_group = [pid for pid, (pgid, _) in live_processes().items() if pgid == light_1["pid"]]
+    os.kill(light_1["pid"], signal.SIGKILL)
+    status = {}
+    for _ in range(600):  # back-off, then a full vLLM start-up on a busy machine
+        status = next(w for w in stack_status()["workers"] if w["name"] == "light-1")
+        if status["restarts"] == 1 and status["healthy"]:
+            break
+        time.sleep(1)
+    assert status["restarts"] == 1 and status["healthy"], status
+    assert status["pid"] != light_1["pid"]
+    assert not [pid for pid in old_group if pid in live_processes()], "the killed worker's children outlived it"
+    served_before = total(scrape(light_1["url"]), "vllm:request_success_total")
+    for i in range(16):
+        client.chat.completions.create(model="light", messages=[{"role": "user", "content": f"Say {i}."}], max_tokens=2)
+    assert total(scrape(light_1["url"]), "vllm:request_success_total") > served_before
