@@ -14,18 +14,11 @@ import pytest
 from openai import OpenAI
 
 from bench.metrics import scrape, total
+from bench.npc import TOOL_SCHEMAS
 from tests.e2e.conftest import serve, stack_status
 
 pytestmark = pytest.mark.e2e
-SECTOR_SCAN = {
-    "type": "object",
-    "properties": {
-        "sector": {"type": "string", "maxLength": 12},
-        "depth": {"type": "integer", "minimum": 1, "maximum": 5},
-    },
-    "required": ["sector", "depth"],
-    "additionalProperties": False,
-}
+SECTOR_SCAN = TOOL_SCHEMAS["scan_sector"]  # the NPC tool the bench uses: bounded string, bounded integer
 
 
 def test_status_describes_every_worker(stack: dict) -> None:
