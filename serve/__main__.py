@@ -36,11 +36,10 @@ def fail(msg: str, code: int = 1) -> int:
 
 
 def load(args: argparse.Namespace) -> StackSpec:
-    spec = load_profile(args.profile or os.environ.get("NPCBENCH_PROFILE") or default_profile(),
-                        getattr(args, "set", None))
+    overrides = list(getattr(args, "set", None) or [])
     if getattr(args, "proxy_host", None):
-        spec = spec.model_copy(update={"proxy": spec.proxy.model_copy(update={"host": args.proxy_host})})
-    return spec
+        overrides.append(f"proxy.host={args.proxy_host}")  # --proxy-host is --set proxy.host=..., validated alike
+    return load_profile(args.profile or os.environ.get("NPCBENCH_PROFILE") or default_profile(), overrides)
 
 
 def running_state() -> StackState | None:
@@ -48,7 +47,7 @@ def running_state() -> StackState | None:
     return state if state and pid_alive(state.supervisor_pid) else None
 
 
-def banner(state_or_spec_url: str, key: str, spec: StackSpec, detached: bool = False) -> str:
+def banner(proxy_url: str, key: str, spec: StackSpec, detached: bool = False) -> str:
     groups = "; ".join(
         f"{g} ({', '.join(w.name for w in spec.workers if w.group == g)})" for g in spec.groups
     )
@@ -58,7 +57,7 @@ def banner(state_or_spec_url: str, key: str, spec: StackSpec, detached: bool = F
             else "Stop it with Ctrl-C here, or `python -m serve down` from another shell.")
     return f"""
 Stack ready (profile {spec.profile}): {len(spec.workers)} vLLM workers behind the LiteLLM proxy
-  base URL : {state_or_spec_url}/v1
+  base URL : {proxy_url}/v1
   groups   : {groups}
   key      : {shown}
   logs     : {paths.stack_dir() / 'logs'}
@@ -67,7 +66,7 @@ Call it with the OpenAI SDK (export {MASTER_KEY_ENV}=<key> first):
 
     import os
     from openai import OpenAI
-    client = OpenAI(base_url="{state_or_spec_url}/v1", api_key=os.environ["{MASTER_KEY_ENV}"])
+    client = OpenAI(base_url="{proxy_url}/v1", api_key=os.environ["{MASTER_KEY_ENV}"])
     reply = client.chat.completions.create(
         model="light", messages=[{{"role": "user", "content": "Greet the player in one line."}}], max_tokens=40)
     print(reply.choices[0].message.content)

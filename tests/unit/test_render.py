@@ -84,3 +84,14 @@ def test_proxy_listens_on_loopback_unless_told() -> None:
     command = litellm_command(spec, "cfg.yaml")
     assert flag(command, "--host") == "127.0.0.1"
     assert flag(command, "--port") == "4000"
+
+
+def test_exposing_the_proxy_is_an_explicit_override() -> None:
+    from argparse import Namespace
+
+    from serve.__main__ import load
+
+    spec = load(Namespace(profile="cpu", set=None, proxy_host="0.0.0.0"))
+    assert flag(litellm_command(spec, "cfg.yaml"), "--host") == "0.0.0.0"
+    assert all(flag(vllm_args(spec, w), "--host") == "127.0.0.1" for w in spec.workers)  # workers stay local
+    assert spec.proxy_url() == "http://127.0.0.1:4000"
