@@ -97,6 +97,17 @@ def test_request_without_key_is_refused(stack: dict) -> None:
     assert httpx.post(stack["base_url"] + "/chat/completions", json=body).status_code == 401
 
 
+def test_workers_and_proxy_listen_on_loopback_only(stack: dict) -> None:
+    """127.0.0.2 is another address of this machine: a socket bound to 127.0.0.1 does not answer there."""
+    import socket
+
+    ports = [int(w["url"].rsplit(":", 1)[1]) for w in stack["workers"]] + [int(stack["proxy_url"].rsplit(":", 1)[1])]
+    for port in ports:
+        socket.create_connection(("127.0.0.1", port), timeout=5).close()
+        with pytest.raises(ConnectionRefusedError):
+            socket.create_connection(("127.0.0.2", port), timeout=5)
+
+
 def test_unknown_model_gets_clear_4xx(client: OpenAI) -> None:
     with pytest.raises(Exception) as info:
         client.chat.completions.create(model="no-such-group", messages=[{"role": "user", "content": "hi"}])
