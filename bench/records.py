@@ -36,12 +36,6 @@ class RequestRecord(BaseModel):
     status_code: int | None = None
     error: str | None = None
 
-    @property
-    def output_tps(self) -> float | None:
-        if self.outcome != "ok" or not self.output_tokens or self.e2e_s <= 0:
-            return None
-        return self.output_tokens / self.e2e_s
-
 
 def meets_slo(record: RequestRecord, slo: SLO) -> bool:
     """A request counts towards goodput if it completed (or, for an interrupted stream, was cut off by the client
