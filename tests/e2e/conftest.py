@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 
@@ -22,9 +23,16 @@ def stack_status() -> dict:
 
 @pytest.fixture(scope="session")
 def stack() -> dict:
-    """`python -m serve provision` then `up --detach --profile cpu`; yields `status --json`; `down` at the end."""
+    """`python -m serve provision` then `up --detach --profile cpu`; yields `status --json`; `down` at the end.
+
+    With NPCBENCH_TEST_REUSE_STACK=1, a running cpu stack is used as it is and left running (for working on
+    the tests; the tests that stop the stack or count restarts expect a fresh one)."""
     if serve("status", "--json", check=False).returncode == 0:
-        pytest.fail("a stack is already running on this machine: stop it with `python -m serve down` before the tests")
+        if os.environ.get("NPCBENCH_TEST_REUSE_STACK") == "1":
+            yield stack_status()
+            return
+        pytest.fail("a stack is already running on this machine: stop it with `python -m serve down` before the tests "
+                    "(or set NPCBENCH_TEST_REUSE_STACK=1 to test against it)")
     subprocess.run([*SERVE, "provision", "--profile", "cpu"], check=True)
     up = subprocess.run([*SERVE, "up", "--detach", "--profile", "cpu"], text=True, capture_output=True)
     print(up.stdout, up.stderr)

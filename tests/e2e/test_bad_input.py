@@ -7,6 +7,7 @@ import json
 import httpx
 import pytest
 
+from bench.npc import NPC_TOOLS
 from tests.e2e.conftest import stack_status
 
 pytestmark = pytest.mark.e2e
@@ -17,24 +18,29 @@ def body(**fields) -> bytes:
     return json.dumps(fields).encode()
 
 
-# (case, raw request body); the light group has max_model_len 2048 in the cpu profile.
+# (case, raw request body, words the error message must contain); the light group has max_model_len 2048
+# in the cpu profile. serve/proxy_hooks.py checks messages, tool_choice and tool schemas in the proxy.
 CASES = [
-    ("malformed JSON", b'{"model": "light", "messages": ['),
-    ("missing messages", body(model="light")),
-    ("empty messages", body(model="light", messages=[])),
-    ("messages of the wrong type", body(model="light", messages="hi")),
-    ("max_tokens of the wrong type", body(model="light", messages=HI, max_tokens="ten")),
-    ("unknown model", body(model="no-such-group", messages=HI)),
+    ("malformed JSON", b'{"model": "light", "messages": [', "Invalid JSON"),
+    ("missing messages", body(model="light"), "messages: Field required"),
+    ("empty messages", body(model="light", messages=[]), "messages"),
+    ("messages of the wrong type", body(model="light", messages="hi"), "messages: Input should be a valid list"),
+    ("message without a role", body(model="light", messages=[{"content": "hi"}]), "role"),
+    ("max_tokens of the wrong type", body(model="light", messages=HI, max_tokens="ten"), "max_tokens"),
+    ("unknown model", body(model="no-such-group", messages=HI), "no-such-group"),
     ("prompt longer than the context", body(model="light", messages=[{"role": "user", "content": "the " * 3000}],
-                                           max_tokens=4)),
-    ("max_tokens beyond the context", body(model="light", messages=HI, max_tokens=100_000)),
+                                           max_tokens=4), "maximum context length is 2048"),
+    ("max_tokens beyond the context", body(model="light", messages=HI, max_tokens=100_000), "max_tokens=100000"),
     ("invalid tool schema", body(model="heavy", messages=HI, max_tokens=8,
-                                 tools=[{"type": "function", "function": {"name": "x", "parameters": {"type": "objekt"}}}])),
-    pytest.param("unknown tool_choice", body(model="heavy", messages=HI, max_tokens=8, tool_choice="sometimes"),
-                 marks=pytest.mark.xfail(strict=True, reason="LiteLLM passes tool_choice='sometimes' on and vLLM "
-                                         "answers 200; needs a proxy-side request check (issue 5)")),
-    ("non-UTF-8 body", b'{"model": "light", "messages": [{"role": "user", "content": "\xff\xfe"}]}'),
-    ("20 MB body", body(model="light", messages=[{"role": "user", "content": "a" * 20_000_000}], max_tokens=4)),
+                                 tools=[{"type": "function", "function": {"name": "x", "parameters": {"type": "objekt"}}}]),
+     "tools[0].function.parameters is not a valid JSON Schema"),
+    ("unknown tool_choice", body(model="heavy", messages=HI, max_tokens=8, tool_choice="sometimes"), "tool_choice must be"),
+    ("tool_choice naming no given tool", body(model="heavy", messages=HI, max_tokens=8, tools=NPC_TOOLS,
+                                              tool_choice={"type": "function", "function": {"name": "fly"}}), "'fly'"),
+    # LiteLLM reads a body it cannot decode as an empty one, so the message is about what is missing.
+    ("non-UTF-8 body", b'{"model": "light", "messages": [{"role": "user", "content": "\xff\xfe"}]}', "messages"),
+    ("20 MB body", body(model="light", messages=[{"role": "user", "content": "a" * 20_000_000}], max_tokens=4),
+     "maximum context length is 2048"),
 ]
 TRIED: list[tuple[str, int]] = []
 
@@ -44,19 +50,38 @@ def restarts_before(stack: dict) -> dict:
     return {w["name"]: w["restarts"] for w in stack_status()["workers"]}
 
 
-@pytest.mark.parametrize("case, raw", CASES, ids=lambda value: value if isinstance(value, str) else "")
-def test_bad_request_gets_a_clear_4xx(stack: dict, restarts_before: dict, case: str, raw: bytes) -> None:
+@pytest.mark.parametrize("case, raw, says", CASES, ids=[case for case, _, _ in CASES])
+def test_bad_request_gets_a_clear_4xx(stack: dict, restarts_before: dict, case: str, raw: bytes, says: str) -> None:
     response = httpx.post(stack["base_url"] + "/chat/completions", content=raw, timeout=120,
                           headers={"Authorization": f"Bearer {stack['key']}", "Content-Type": "application/json"})
     TRIED.append((case, response.status_code))
     assert 400 <= response.status_code < 500, (case, response.status_code, response.text[:300])
     error = response.json()["error"]
-    assert error["message"] and error["type"], error
+    assert says in error["message"] and error["type"], error
+
+
+def test_client_that_disconnects_mid_stream(stack: dict, restarts_before: dict) -> None:
+    """The client hangs up after a few chunks; the stack goes on serving. (That the worker then stops
+    generating for it is checked in test_bench, from the workers' own token counters.)"""
+    headers = {"Authorization": f"Bearer {stack['key']}"}
+    request = {"model": "light", "messages": HI, "max_tokens": 200, "stream": True, "ignore_eos": True}
+    with httpx.stream("POST", stack["base_url"] + "/chat/completions", json=request, headers=headers,
+                      timeout=120) as response:
+        chunks = 0
+        for line in response.iter_lines():
+            chunks += line.startswith("data: ")
+            if chunks == 3:
+                break  # leaving the block closes the connection
+    TRIED.append(("client disconnects mid-stream", response.status_code))
+    assert response.status_code == 200 and chunks == 3
+    after = httpx.post(stack["base_url"] + "/chat/completions", headers=headers, timeout=120,
+                       json={"model": "light", "messages": HI, "max_tokens": 4})
+    assert after.status_code == 200, after.text
 
 
 def test_no_worker_restarted_and_every_case_was_tried(stack: dict, restarts_before: dict) -> None:
-    print(f"bad-input cases tried: {len(TRIED)} of {len(CASES)}: " + ", ".join(f"{c} -> {s}" for c, s in TRIED))
-    assert len(TRIED) == len(CASES)
+    print(f"bad-input cases tried: {len(TRIED)} of {len(CASES) + 1}: " + ", ".join(f"{c} -> {s}" for c, s in TRIED))
+    assert len(TRIED) == len(CASES) + 1  # the table and the mid-stream disconnect
     after = stack_status()["workers"]
     assert all(w["healthy"] for w in after)
     assert {w["name"]: w["restarts"] for w in after} == restarts_before

@@ -92,9 +92,19 @@ def test_each_group_reaches_both_workers(stack: dict, client: OpenAI) -> None:
     assert served["heavy-0"] + served["heavy-1"] >= 16 and served["light-0"] + served["light-1"] >= 16, served
 
 
-def test_request_without_key_is_refused(stack: dict) -> None:
-    body = {"model": "light", "messages": [{"role": "user", "content": "hi"}]}
-    assert httpx.post(stack["base_url"] + "/chat/completions", json=body).status_code == 401
+def test_requests_without_the_key_get_401_and_reach_no_worker(stack: dict) -> None:
+    body = {"model": "light", "messages": [{"role": "user", "content": "hi"}], "max_tokens": 2}
+    wrong_keys = [None, "not-a-key", "sk-1234", "sk-npc-guess", stack["key"][:-1], stack["key"] + "x", "Bearer"]
+    prompts_before = {w["name"]: total(scrape(w["url"]), "vllm:prompt_tokens_total") for w in stack["workers"]}
+    answers = []
+    for key in wrong_keys:
+        headers = {} if key is None else {"Authorization": f"Bearer {key}"}
+        response = httpx.post(stack["base_url"] + "/chat/completions", json=body, headers=headers, timeout=30)
+        answers.append(response.status_code)
+        assert "API key" in response.json()["error"]["message"]
+    print(f"requests with no key or a wrong key: {len(wrong_keys)}, answers {answers}")
+    assert answers == [401] * len(wrong_keys)
+    assert {w["name"]: total(scrape(w["url"]), "vllm:prompt_tokens_total") for w in stack["workers"]} == prompts_before
 
 
 def test_workers_and_proxy_listen_on_loopback_only(stack: dict) -> None:

@@ -1,0 +1,77 @@
+"""The key check and request check the LiteLLM proxy loads (serve/proxy_hooks.py), as pure functions."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+from fastapi import HTTPException
+from litellm.proxy.types_utils.utils import get_instance_fn
+
+from serve import proxy_hooks
+from serve.spec import load_profile
+from serve.render import MASTER_KEY_ENV, litellm_config
+
+KEY = "sk-npc-test-0123456789abcdef"
+HI = [{"role": "user", "content": "hi"}]
+TOOLS = [{"type": "function", "function": {"name": "scan_sector", "parameters": {"type": "object"}}}]
+
+
+def test_the_config_names_load_with_litellms_own_loader(tmp_path) -> None:
+    config = litellm_config(load_profile("cpu"))
+    config_file = str(tmp_path / "litellm.yaml")
+    assert get_instance_fn(config["general_settings"]["custom_auth"], config_file) is proxy_hooks.check_key
+    assert get_instance_fn(config["litellm_settings"]["callbacks"][1], config_file) is proxy_hooks.request_check
+
+
+def test_only_the_master_key_gets_in(monkeypatch) -> None:
+    monkeypatch.setenv(MASTER_KEY_ENV, KEY)
+    granted = asyncio.run(proxy_hooks.check_key(None, KEY))
+    assert granted.user_role == "proxy_admin" and granted.api_key != KEY  # the key itself is not carried on
+    for wrong in ["", "sk-1234", KEY[:-1], KEY + "0"]:
+        with pytest.raises(HTTPException) as info:
+            asyncio.run(proxy_hooks.check_key(None, wrong))
+        assert info.value.status_code == 401
+
+
+@pytest.mark.parametrize("request_body", [
+    {"messages": HI},
+    {"messages": HI, "tool_choice": "auto", "tools": TOOLS},
+    {"messages": HI, "tool_choice": "required", "tools": TOOLS},
+    {"messages": HI, "tool_choice": {"type": "function", "function": {"name": "scan_sector"}}, "tools": TOOLS},
+    {"messages": [{"role": "system", "content": "x"}, *HI], "temperature": 0, "stream": True},
+])
+def test_good_requests_pass(request_body) -> None:
+    assert proxy_hooks.request_problem(request_body) is None
+
+
+@pytest.mark.parametrize("request_body, says", [
+    ({"messages": HI, "tool_choice": "sometimes", "tools": TOOLS}, "tool_choice"),
+    ({"messages": HI, "tool_choice": {"type": "function", "function": {"name": "fly"}}, "tools": TOOLS}, "'fly'"),
+    ({"messages": HI, "tool_choice": "required"}, "needs tools"),
+    ({"messages": "hi"}, "messages"),
+    ({"messages": []}, "messages"),
+    ({"messages": [{"content": "no role"}]}, "role"),
+    ({"messages": [{"role": "wizard", "content": "x"}]}, "role"),
+])
+def test_bad_requests_are_named(request_body, says: str) -> None:
+    problem = proxy_hooks.request_problem(request_body)
+    assert problem and says in problem, problem
+
+
+def test_the_hook_refuses_with_400_and_passes_good_requests_unchanged() -> None:
+    hook = proxy_hooks.request_check
+    data = {"messages": HI, "model": "light"}
+    assert asyncio.run(hook.async_pre_call_hook(None, None, data, "acompletion")) is data
+    with pytest.raises(HTTPException) as info:
+        asyncio.run(hook.async_pre_call_hook(None, None, {"messages": "hi"}, "acompletion"))
+    assert info.value.status_code == 400 and "messages" in info.value.detail
+    # Only chat requests are checked: an embeddings body has no messages.
+    assert asyncio.run(hook.async_pre_call_hook(None, None, {"input": "x"}, "aembedding")) == {"input": "x"}
+
+
+def test_tool_parameters_must_be_a_json_schema() -> None:
+    bad = [{"type": "function", "function": {"name": "x", "parameters": {"type": "object", "properties": {
+        "sector": {"type": "string", "maxLength": -1}}}}}]
+    problem = proxy_hooks.request_problem({"messages": HI, "tools": [*TOOLS, *bad]})
+    assert problem.startswith("tools[1].function.parameters is not a valid JSON Schema") and "maxLength" in problem
