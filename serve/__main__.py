@@ -147,18 +147,20 @@ def cmd_status(args: argparse.Namespace) -> int:
         return fail("no stack has been started here (`python -m serve up`)")
     if not alive and state.phase not in ("stopped", "failed"):
         state.phase = "stopped"
+    data = json.loads(to_json(state, master_key()))
+    with httpx.Client(timeout=2.0) as client:
+        for worker in data["workers"]:
+            worker["healthy"] = alive and _ok(client, worker["url"] + "/health")
+        data["proxy"]["healthy"] = alive and _ok(client, data["proxy_url"] + "/health/readiness")
     if args.json:
-        data = json.loads(to_json(state, master_key()))
-        with httpx.Client(timeout=2.0) as client:
-            for worker in data["workers"]:
-                worker["healthy"] = alive and _ok(client, worker["url"] + "/health")
-            data["proxy"]["healthy"] = alive and _ok(client, data["proxy_url"] + "/health/readiness")
         print(json.dumps(data, indent=2))
     else:
         print(f"profile {state.profile}: {state.phase} (supervisor pid {state.supervisor_pid}, since {state.started_at})")
-        print(f"  proxy    {state.base_url:32} pid {state.proxy.pid}  log {state.proxy.log}")
-        for w in state.workers:
-            print(f"  {w.name:8} {w.url:32} pid {w.pid}  group {w.group}  restarts {w.restarts}  log {w.log}")
+        for proc in [{**data["proxy"], "name": "proxy", "url": state.base_url}, *data["workers"]]:
+            health = "healthy" if proc["healthy"] else "GAVE UP" if proc["gave_up"] else "down"
+            group = f"group {proc['group']:6}" if "group" in proc else " " * 12
+            print(f"  {proc['name']:8} {proc['url']:28} {health:8} {group} pid {proc['pid']}  "
+                  f"restarts {proc['restarts']}  log {proc['log']}")
         if state.error:
             print(f"  error: {state.error}")
     return 0 if alive else 1

@@ -26,6 +26,7 @@ class ProcessState(BaseModel):
     log: str | None = None
     url: str
     restarts: int = 0
+    gave_up: bool = Field(False, description="died once more after the last restart; the supervisor left it down")
 
 
 class WorkerState(ProcessState):

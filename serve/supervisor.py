@@ -323,6 +323,7 @@ class Supervisor:
                         managed.gave_up = True
                         self.say(f"{managed.name} exited (code {code}) and was restarted {MAX_RESTARTS} times already: "
                                  f"giving up on it. Last lines of {managed.log}:\n{log_tail(managed.log, 15)}")
+                        self._publish()
                         continue
                     delay = RESTART_BACKOFF_S[min(managed.restarts, len(RESTART_BACKOFF_S) - 1)]
                     managed.next_restart_at = now + delay
@@ -347,11 +348,11 @@ class Supervisor:
         self.say("stack stopped; no process of it is left")
 
     def _publish(self) -> None:
-        self.state.proxy.pid = self.proxy.pid
-        self.state.proxy.restarts = self.proxy.restarts
+        self.state.proxy.pid, self.state.proxy.restarts, self.state.proxy.gave_up = (
+            self.proxy.pid, self.proxy.restarts, self.proxy.gave_up)
         for ws in self.state.workers:
             if managed := self.workers.get(ws.name):
-                ws.pid, ws.restarts = managed.pid, managed.restarts
+                ws.pid, ws.restarts, ws.gave_up = managed.pid, managed.restarts, managed.gave_up
         write_state(self.state)
 
 
