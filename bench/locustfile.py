@@ -55,9 +55,18 @@ class DeadlineMissed(Exception):
     pass
 
 
+def mix_choices(argv: list[str]) -> list[str]:
+    """The shipped mixes, plus a mix file named on the command line (`--mix my.toml`), which the web UI
+    then offers in its list too."""
+    given = [b for a, b in zip(argv, argv[1:]) if a == "--mix"] + [a.removeprefix("--mix=") for a in argv
+                                                                 if a.startswith("--mix=")]
+    return mix_names() + [g for g in given if g.endswith(".toml")]
+
+
 @events.init_command_line_parser.add_listener
 def _arguments(parser) -> None:
-    parser.add_argument("--mix", choices=mix_names(), default=DEFAULT_MIX, help="NPC traffic mix (bench/mixes/)")
+    parser.add_argument("--mix", choices=mix_choices(sys.argv), default=DEFAULT_MIX,
+                        help="NPC traffic mix (bench/mixes/, or a .toml path)")
     parser.add_argument("--duration-s", type=float, default=0.0, help="override the mix shape's duration (0: keep)")
     parser.add_argument("--npcs", type=int, default=0, help="override the shape's NPC/user count (0: keep)")
     parser.add_argument("--rate-rps", type=float, default=0.0, help="poisson shape: override the arrival rate")

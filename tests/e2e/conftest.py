@@ -29,7 +29,10 @@ def stack() -> dict:
     the tests; the tests that stop the stack or count restarts expect a fresh one)."""
     if serve("status", "--json", check=False).returncode == 0:
         if os.environ.get("NPCBENCH_TEST_REUSE_STACK") == "1":
-            yield stack_status()
+            status = stack_status()
+            if status["phase"] != "ready":
+                pytest.fail(f"the running stack is {status['phase']}, not ready (`python -m serve status`)")
+            yield status
             return
         pytest.fail("a stack is already running on this machine: stop it with `python -m serve down` before the tests "
                     "(or set NPCBENCH_TEST_REUSE_STACK=1 to test against it)")
@@ -50,4 +53,4 @@ def client(stack: dict) -> OpenAI:
 
 
 def pytest_configure(config):
-    config.addinivalue_line("markers", "last: run after all other tests of the session")
+    config.addinivalue_line("markers", "last(n=1): run after all other tests of the session, in order of n")

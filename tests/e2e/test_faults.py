@@ -1,0 +1,165 @@
+"""Worker and proxy faults while NPC traffic runs, against the real stack. Each test prints its counts.
+
+Order matters and is kept by the file: heavy-0 is killed under load (and restarts), then both heavy
+workers (and both restart), then the proxy. Every test waits until the stack is whole again.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections import Counter
+from pathlib import Path
+
+import openai
+import pytest
+
+from bench.metrics import scrape, total
+from tests.e2e.conftest import serve, stack_status
+
+pytestmark = pytest.mark.e2e
+RESTART_WAIT_S = 900  # back-off, then a full vLLM start-up on a machine that is also running the load
+# Plain (non-streamed) heavy traffic: tool calls and multi-turn conversations, closed loop.
+HEAVY_MIX = """
+description = "fault tests: plain heavy requests"
+scale = "cpu"
+weights = { tool_call = 1, multi_turn = 2 }
+shape = { kind = "closed", users = 4, think_time_s = 0.5, duration_s = 50 }
+"""
+
+
+def process(name: str) -> dict:
+    status = stack_status()
+    return status["proxy"] if name == "proxy" else next(w for w in status["workers"] if w["name"] == name)
+
+
+def wait_restarted(name: str, restarts: int) -> dict:
+    """Poll `status --json` until the process is healthy after its `restarts`-th restart."""
+    deadline = time.monotonic() + RESTART_WAIT_S
+    while time.monotonic() < deadline:
+        proc = process(name)
+        if proc["restarts"] == restarts and proc["healthy"]:
+            return proc
+        time.sleep(2)
+    pytest.fail(f"{name} was not healthy again after restart {restarts}: {process(name)}")
+
+
+def served(worker: dict) -> float:
+    return total(scrape(worker["url"]), "vllm:request_success_total")
+
+
+def records(run_dir: Path) -> list[dict]:
+    return [json.loads(line) for line in (run_dir / "requests.jsonl").read_text().splitlines()]
+
+
+def open_stream_on(client: openai.OpenAI, worker: str, tries: int = 12):
+    """Open heavy streams until LiteLLM routes one to `worker`; the others are closed at once."""
+    for i in range(tries):
+        raw = client.chat.completions.with_raw_response.create(
+            model="heavy", stream=True, max_tokens=400, extra_body={"ignore_eos": True},
+            messages=[{"role": "user", "content": f"Tell the long saga of the river kingdom, part {i}."}])
+        stream = raw.parse()
+        if raw.headers.get("x-litellm-model-id") == worker:
+            return stream
+        stream.close()
+    pytest.fail(f"no heavy stream was routed to {worker} in {tries} tries")
+
+
+def read_stream(stream, into: dict) -> None:
+    chunks = 0
+    try:
+        for _ in stream:
+            chunks += 1
+        into.update(outcome="complete", chunks=chunks)
+    except openai.APIError as exc:
+        into.update(outcome=type(exc).__name__, chunks=chunks, error=str(exc))
+
+
+def test_killing_one_heavy_worker_under_load_fails_no_plain_request(stack: dict, client: openai.OpenAI,
+                                                                     tmp_path: Path) -> None:
+    mix = tmp_path / "heavy-plain.toml"
+    mix.write_text(HEAVY_MIX)
+    run_dir = tmp_path / "run"
+    bench = subprocess.Popen([sys.executable, "-m", "bench", "run", "--mix", str(mix), "--results-dir", str(tmp_path),
+                              "--run-id", "run", "--no-html-report"], stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                             text=True)
+    while not (run_dir / "requests.jsonl").exists() or not any(
+            r["worker"] == "heavy-0" for r in records(run_dir)):
+        assert bench.poll() is None, bench.stdout.read()
+        time.sleep(1)
+    # One stream in flight on the worker to be killed, one on its twin.
+    doomed, spared = open_stream_on(client, "heavy-0"), open_stream_on(client, "heavy-1")
+    streams = {"heavy-0": {}, "heavy-1": {}}
+    readers = [threading.Thread(target=read_stream, args=(s, streams[w])) for w, s in
+               (("heavy-0", doomed), ("heavy-1", spared))]
+    for reader in readers:
+        reader.start()
+    time.sleep(2)
+    killed_at = time.time()
+    os.kill(process("heavy-0")["pid"], signal.SIGKILL)
+    for reader in readers:
+        reader.join()
+    output, _ = bench.communicate()
+    assert bench.returncode == 0, output
+
+    done = records(run_dir)
+    outcomes = Counter(r["outcome"] for r in done)
+    after = Counter(r["worker"] for r in done if r["t_start"] > killed_at)
+    failures = [(r["outcome"], r["error"]) for r in done if r["outcome"] in ("error", "timeout")]
+    print(f"\nheavy-0 SIGKILLed under load: {len(done)} plain heavy requests, outcomes {dict(outcomes)}, "
+          f"started after the kill served by {dict(after)}; failures: {failures}")
+    print(f"streams: on heavy-0 {streams['heavy-0']}, on heavy-1 {streams['heavy-1']}")
+    assert failures == []
+    assert after["heavy-1"] > 0
+    # The stream on the killed worker ends at once with an error that says what happened, not a hang.
+    assert streams["heavy-0"]["outcome"] == "APIError" and "Hosted_vllmException" in streams["heavy-0"]["error"]
+    assert streams["heavy-1"] == {"outcome": "complete", "chunks": streams["heavy-1"]["chunks"]}
+
+    heavy_0 = wait_restarted("heavy-0", restarts=1)
+    before = served(heavy_0)
+    for i in range(16):
+        client.chat.completions.create(model="heavy", messages=[{"role": "user", "content": f"Say {i}."}], max_tokens=2)
+    print(f"after its restart heavy-0 served {served(heavy_0) - before:.0f} of 16 heavy requests")
+    assert served(heavy_0) > before
+
+
+def test_with_both_heavy_workers_dead_heavy_requests_fall_back_to_light(stack: dict, client: openai.OpenAI) -> None:
+    light_before = {w["name"]: served(w) for w in stack["workers"] if w["group"] == "light"}
+    for name in ("heavy-0", "heavy-1"):
+        os.kill(process(name)["pid"], signal.SIGKILL)
+    answered_by, failed = Counter(), []
+    for i in range(12):
+        try:
+            raw = client.chat.completions.with_raw_response.create(
+                model="heavy", messages=[{"role": "user", "content": f"Name a fruit ({i})."}], max_tokens=4)
+            raw.parse()
+            answered_by[raw.headers.get("x-litellm-model-id")] += 1
+        except openai.APIError as exc:
+            failed.append(str(exc)[:200])
+    light_served = sum(served(w) for w in stack["workers"] if w["group"] == "light") - sum(light_before.values())
+    print(f"\nboth heavy workers SIGKILLed: 12 heavy requests, answered by {dict(answered_by)}, failed {failed}; "
+          f"light workers' own counters +{light_served:.0f}")
+    assert failed == []
+    assert set(answered_by) <= {"light-0", "light-1"}
+    assert light_served >= 12
+    wait_restarted("heavy-0", restarts=2)
+    wait_restarted("heavy-1", restarts=1)
+
+
+def test_supervisor_restarts_a_killed_proxy_and_status_shows_it(stack: dict, client: openai.OpenAI) -> None:
+    proxy = process("proxy")
+    os.kill(proxy["pid"], signal.SIGKILL)
+    with pytest.raises(openai.APIConnectionError):
+        client.chat.completions.create(model="light", messages=[{"role": "user", "content": "hi"}], max_tokens=2)
+    restarted = wait_restarted("proxy", restarts=1)
+    assert restarted["pid"] != proxy["pid"]
+    text = serve("status").stdout
+    print(f"\nproxy SIGKILLed, restarted as pid {restarted['pid']}:\n{text}")
+    assert "restarts 1" in next(line for line in text.splitlines() if line.strip().startswith("proxy"))
+    reply = client.chat.completions.create(model="light", messages=[{"role": "user", "content": "hi"}], max_tokens=2)
+    assert reply.choices[0].message.content is not None
