@@ -109,6 +109,9 @@ def print_summary(run_dir: Path) -> None:
     server = summary.get("server", {})
     print(f"  output tokens: client {summary['all']['output_tokens_total']}, "
           f"workers' vllm:generation_tokens_total {server.get('generation_tokens_total')}")
+    if memory := server.get("memory"):
+        print("  resident memory (MiB, each process with its children; slope over the run's second half):")
+        print(pd.DataFrame(memory).T.to_string(na_rep="-"))
 
 
 def cmd_show(args: argparse.Namespace) -> int:

@@ -21,6 +21,7 @@ from pathlib import Path
 import gevent
 import gevent.pool
 import openai
+import pandas as pd
 from locust import LoadTestShape, User, events, task
 from locust.html import get_html_report
 from locust.stats import PERCENTILES_TO_REPORT, StatsCSV
@@ -33,7 +34,7 @@ from bench.rundir import (RunDir, git_info, machine_info, new_run_id, package_ve
 from bench.scrape import ServerScraper, Target
 from bench.shapes import SHAPES
 from bench.spec import ResolvedMix, check_fits, load_mix, mix_names
-from bench.summary import summarize
+from bench.summary import memory_trend, summarize
 from serve.state import StackState, master_key, pid_alive, read_state
 
 DEFAULT_MIX = "npc-cpu"
@@ -130,8 +131,8 @@ class Run:
             git=git_info(), machine=machine_info(),
         )
         self.dir = RunDir(path, manifest)
-        targets = [Target(w.name, w.url) for w in self.stack.workers]
-        targets.append(Target("proxy", self.stack.proxy.url, {"Authorization": f"Bearer {self.key}"}))
+        targets = [Target(w.name, w.url, pid=w.pid) for w in self.stack.workers]
+        targets.append(Target("proxy", self.stack.proxy.url, {"Authorization": f"Bearer {self.key}"}, self.stack.proxy.pid))
         self.scraper = ServerScraper(path / "server_metrics.csv", targets, t0=self.t0)
         self.counts = {}
         self.background = [gevent.spawn(self._scrape_loop, options.scrape_interval_s)]
@@ -203,6 +204,7 @@ class Run:
         duration = time.time() - self.t0
         summary = summarize(read_requests(self.dir.path), duration)
         summary["server"] = self.server_summary()
+        summary["server"]["memory"] = memory_trend(pd.read_csv(self.scraper.path))
         self._write_locust_reports(environment)
         status = "complete" if self.shape_finished else "interrupted"
         self.dir.close(status, summary)

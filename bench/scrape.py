@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
-
+import psutil
 from prometheus_client.parser import text_string_to_metric_families
 
 # What is kept of each scrape: queue depth, KV cache, prefix cache, token counters, and the sums and
@@ -33,6 +33,19 @@ class Target:
     source: str  # worker name, or "proxy"
     url: str
     headers: dict[str, str] | None = None
+    pid: int | None = None  # a process of the local stack: its memory is recorded too
+
+
+RSS_METRIC = "process_tree_rss_bytes"
+
+
+def tree_rss_bytes(pid: int) -> int | None:
+    """Resident memory of a process and all its children (a vLLM worker's engine core is a child)."""
+    try:
+        root = psutil.Process(pid)
+        return sum(p.memory_info().rss for p in [root, *root.children(recursive=True)])
+    except psutil.Error:
+        return None
 
 
 def flatten_for_run(text: str, prefix: str) -> dict[str, float]:
@@ -78,6 +91,8 @@ class ServerScraper:
                 self._csv.writerow([round(now - self.t0, 3), round(now, 3), target.source, "scrape_error", 1])
                 continue
             values = flatten_for_run(response.text, prefix)
+            if target.pid is not None and (rss := tree_rss_bytes(target.pid)) is not None:
+                values[RSS_METRIC] = rss
             self.first.setdefault(target.source, values)
             self.last[target.source] = values
             self._csv.writerows([round(now - self.t0, 3), round(now, 3), target.source, name, value]

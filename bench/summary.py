@@ -4,7 +4,10 @@ from __future__ import annotations
 
 from typing import Any
 
+import numpy as np
 import pandas as pd
+
+from bench.scrape import RSS_METRIC
 
 OUTCOMES = ["ok", "error", "timeout", "tool_invalid", "interrupted"]
 
@@ -45,3 +48,20 @@ def summarize(df: pd.DataFrame, duration_s: float) -> dict[str, Any]:
         "classes": {name: class_summary(part, duration_s) for name, part in df.groupby("cls")},
         "groups": {name: class_summary(part, duration_s) for name, part in df.groupby("group")},
     }
+
+
+def memory_trend(server_metrics: pd.DataFrame) -> dict[str, dict[str, float | None]]:
+    """Per stack process (with its children): resident memory at the start, end and peak of the run, in MiB,
+    and the slope of a straight line fitted over the run's second half, when warm-up is over, in MiB per
+    minute. A leak shows as a slope that stays positive however long the run."""
+    rss = server_metrics[server_metrics.metric == RSS_METRIC]
+    trend = {}
+    for source, part in rss.groupby("source"):
+        part = part.sort_values("t_s")
+        mib = part.value / 2**20
+        late = part.t_s >= part.t_s.iloc[0] + (part.t_s.iloc[-1] - part.t_s.iloc[0]) / 2
+        slope = np.polyfit(part.t_s[late] / 60, mib[late], 1)[0] if late.sum() >= 3 else None
+        trend[source] = {"start_mib": round(float(mib.iloc[0]), 1), "end_mib": round(float(mib.iloc[-1]), 1),
+                         "peak_mib": round(float(mib.max()), 1),
+                         "late_slope_mib_per_min": None if slope is None else round(float(slope), 2)}
+    return trend

@@ -158,3 +158,18 @@ def test_web_ui_runs_a_selected_mix(stack: dict, tmp_path: Path) -> None:
     finally:
         ui.send_signal(signal.SIGINT)
         print(ui.communicate(timeout=60)[0][-3000:])
+
+
+def test_soak_holds_a_steady_rate_with_no_errors_and_records_memory(stack: dict, results: Path) -> None:
+    """The CI version of the soak run (the long one is `python -m bench run --mix soak`, ten minutes)."""
+    result = bench_run(results, "soak", "--mix", "soak", "--duration-s", "120", "--no-html-report")
+    assert result.returncode == 0, result.stderr[-2000:]
+    summary = read_manifest(results / "soak").summary
+    print(f"soak: {summary['all']['requests']} requests, {summary['all']['n_error']} errors, "
+          f"{summary['all']['n_timeout']} timeouts")
+    assert summary["all"]["requests"] > 0
+    assert summary["all"]["n_error"] == 0 and summary["all"]["n_timeout"] == 0
+    memory = summary["server"]["memory"]
+    assert set(memory) == {"proxy", *(w["name"] for w in stack["workers"])}
+    for source, trend in memory.items():
+        assert 0 < trend["start_mib"] <= trend["peak_mib"] and trend["late_slope_mib_per_min"] is not None, source

@@ -58,3 +58,18 @@ def test_summary_goodput_and_miss_rate() -> None:
     assert summary["classes"]["tool_call"]["tool_call_validity"] == 0.5
     assert summary["all"]["requests"] == 5 and summary["all"]["n_tool_invalid"] == 1
     assert summary["groups"]["heavy"]["requests"] == 2
+
+
+def test_memory_trend_fits_the_second_half_of_the_run() -> None:
+    from bench.scrape import RSS_METRIC
+    from bench.summary import memory_trend
+
+    mib = 2**20
+    t = list(range(0, 120, 10))
+    rows = [(s, RSS_METRIC, 500 * mib + (40 * mib if s < 30 else 0)) for s in t]  # warm-up jump, then flat
+    rows += [(s, RSS_METRIC, 300 * mib + s * mib) for s in t]  # grows 1 MiB/s all along
+    frame = pd.DataFrame({"t_s": [r[0] for r in rows], "metric": [r[1] for r in rows], "value": [r[2] for r in rows],
+                          "source": ["proxy"] * len(t) + ["heavy-0"] * len(t)})
+    trend = memory_trend(frame)
+    assert trend["proxy"] == {"start_mib": 540.0, "end_mib": 500.0, "peak_mib": 540.0, "late_slope_mib_per_min": 0.0}
+    assert trend["heavy-0"]["late_slope_mib_per_min"] == 60.0
