@@ -99,6 +99,8 @@ def print_summary(run_dir: Path) -> None:
     manifest = read_manifest(run_dir)
     summary = manifest.summary
     print(f"\nrun {manifest.run_id}: {manifest.status}, {manifest.duration_s} s, folder {run_dir}")
+    for note in manifest.notes:
+        print(f"  note: {note}")
     if not summary:
         print("  (no summary: the run did not finish; requests.jsonl holds what was measured)")
         return

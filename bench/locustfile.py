@@ -91,6 +91,7 @@ class Run:
         self.background: list[gevent.Greenlet] = []
         self.npc_ids = itertools.count()
         self.shape_finished = False
+        self.stack_lost: str | None = None  # why the run stopped early: the stack under it went down
         self.t0 = 0.0
         self.counts: dict[str, int] = {}
 
@@ -115,6 +116,7 @@ class Run:
         self.credit = {name: 0.0 for name in self.class_names}
         self.weight_sum = sum(mix.mix.weights[name] for name in self.class_names)
         self.shape_finished = False
+        self.stack_lost = None
         self.t0 = time.time()
 
     def start(self, environment) -> None:
@@ -143,6 +145,11 @@ class Run:
         shape = self.mix.mix.shape
         while True:
             self.scraper.scrape_once()
+            if self.stack_lost is None and not pid_alive(self.stack.supervisor_pid):
+                # The shape sees this at its next tick and ends the run, which is then marked failed.
+                self.stack_lost = (f"the stack went down during the run (supervisor pid {self.stack.supervisor_pid} "
+                                   "is gone); the run was stopped early")
+                print(f"[bench] {self.stack_lost}", file=sys.stderr, flush=True)
             elapsed = time.time() - self.t0
             counts = " ".join(f"{k}={v}" for k, v in sorted(self.counts.items()))
             print(f"[bench] {elapsed:5.0f}/{shape.duration_s:.0f} s  in flight {len(self.inflight)}  {counts}",
@@ -206,7 +213,9 @@ class Run:
         summary["server"] = self.server_summary()
         summary["server"]["memory"] = memory_trend(pd.read_csv(self.scraper.path))
         self._write_locust_reports(environment)
-        status = "complete" if self.shape_finished else "interrupted"
+        status = "failed" if self.stack_lost else "complete" if self.shape_finished else "interrupted"
+        if self.stack_lost:
+            self.dir.manifest.notes.append(self.stack_lost)
         self.dir.close(status, summary)
         self.scraper.close()
         print(f"[bench] run {self.dir.manifest.run_id} {status}: {summary['all']['requests']} requests, "
@@ -257,6 +266,8 @@ class MixShape(LoadTestShape):
 
     def tick(self):
         RUN.prepare(self.runner.environment)
+        if RUN.stack_lost:
+            return None
         users_and_rate = SHAPES[RUN.mix.mix.shape.kind].users_at(RUN.mix.mix.shape, self.get_run_time())
         if users_and_rate is None:
             RUN.shape_finished = True

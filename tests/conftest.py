@@ -9,5 +9,11 @@ os.environ.update(LITELLM_OFFLINE_ENV)
 
 
 def pytest_collection_modifyitems(config, items):
-    """Tests marked `last` (the stack shutdown check) run after every other test that shares the stack."""
-    items.sort(key=lambda item: item.get_closest_marker("last") is not None)
+    """Tests marked `last` (the stack shutdown check) run after every other test that shares the stack;
+    `last(2)` runs after those (a test that needs the shared stack gone)."""
+
+    def order(item) -> int:
+        marker = item.get_closest_marker("last")
+        return 0 if marker is None else marker.args[0] if marker.args else 1
+
+    items.sort(key=order)

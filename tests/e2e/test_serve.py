@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 import os
 import signal
+import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -15,6 +17,7 @@ from openai import OpenAI
 
 from bench.metrics import scrape, total
 from bench.npc import TOOL_SCHEMAS
+from bench.rundir import read_manifest, read_requests
 from tests.e2e.conftest import serve, stack_status
 
 pytestmark = pytest.mark.e2e
@@ -158,11 +161,48 @@ def test_down_leaves_no_process(stack: dict) -> None:
     assert stack_status()["phase"] == "stopped"
 
 
+@pytest.mark.last(2)
+def test_a_stack_that_crashes_mid_run_leaves_a_failed_run_folder_and_no_process(tmp_path: Path) -> None:
+    """After `down`: a stack of its own is started, loaded, and its supervisor SIGKILLed (a crash, not a stop)."""
+    up = serve("up", "--detach", "--profile", "cpu", check=False)
+    assert up.returncode == 0, up.stdout + up.stderr
+    crashed = stack_status()
+    run_dir = tmp_path / "crash"
+    bench = subprocess.Popen([sys.executable, "-m", "bench", "run", "--mix", "npc-cpu", "--duration-s", "600",
+                              "--results-dir", str(tmp_path), "--run-id", "crash", "--no-html-report"],
+                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        deadline = time.monotonic() + 300
+        while time.monotonic() < deadline and len(read_requests(run_dir)) < 3:
+            time.sleep(1)
+        groups = {crashed["proxy"]["pid"], *(w["pid"] for w in crashed["workers"])}
+        members = [pid for pid, (pgid, _) in live_processes().items() if pgid in groups]
+        os.kill(crashed["supervisor_pid"], signal.SIGKILL)
+        output = bench.communicate(timeout=600)[0]
+    finally:
+        bench.kill()
+    print(output[-2000:])
+    # The bench noticed, stopped early instead of sending into nothing for ten minutes, and says why.
+    assert bench.returncode == 1
+    manifest = read_manifest(run_dir)
+    print(f"crashed mid-run: status {manifest.status}, {manifest.summary['all']['requests']} requests recorded, "
+          f"notes {manifest.notes}")
+    assert manifest.status == "failed" and manifest.ended_at
+    assert "the stack went down during the run" in manifest.notes[0]
+    assert manifest.summary["all"]["requests"] == len(read_requests(run_dir)) >= 3
+    # Every process of the stack, engine cores included, follows its supervisor down (PR_SET_PDEATHSIG).
+    left = {}
+    for _ in range(120):
+        left = {pid: info for pid, info in live_processes().items() if pid in members or info[0] in groups}
+        if not left:
+            break
+        time.sleep(1)
+    assert left == {}, f"processes of the crashed stack still running: {left}"
+    assert serve("status", check=False).returncode == 1
+
+
 def test_worker_that_fails_to_start_stops_the_others(tmp_path: Path) -> None:
     """A second stack on other ports, in its own NPCBENCH_HOME, whose light workers get a flag vLLM rejects."""
-    import subprocess
-    import sys
-
     from serve.paths import models_dir
 
     env = {**os.environ, "NPCBENCH_HOME": str(tmp_path), "NPCBENCH_MODELS": str(models_dir())}
