@@ -47,7 +47,14 @@ class PoissonPacer(_Pacer):
     def users_at(shape: Poisson, t: float) -> tuple[int, float] | None:
         return (shape.users, shape.users) if t < shape.duration_s else None
 
+    def __init__(self, shape: Poisson, run: Any, npc: Any) -> None:
+        super().__init__(shape, run, npc)
+        self.started = False
+
     def step(self) -> None:
+        if not self.started:  # Locust runs a task before its first wait; an arrival process starts with a gap
+            self.started = True
+            gevent.sleep(self.wait_s())
         self.spawn()
 
     def wait_s(self) -> float:

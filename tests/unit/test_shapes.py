@@ -34,6 +34,18 @@ def test_poisson_arrivals_average_the_target_rate() -> None:
     assert abs(per_user_rate * shape.users - 4) < 0.2
 
 
+def test_poisson_npcs_start_with_a_gap_not_a_burst(monkeypatch) -> None:
+    """Locust runs a task before its first wait: without a first gap every NPC would send at t=0."""
+    events = []
+    monkeypatch.setattr("bench.shapes.gevent.sleep", lambda s: events.append(("sleep", s)))
+    run = SimpleNamespace(fire=None, inflight=SimpleNamespace(spawn=lambda *a, **k: events.append(("send", None))))
+    pacer = SHAPES["poisson"](Poisson(rate_rps=1, users=4), run, NPC("npc-0", random.Random(1)))
+    pacer.step()
+    pacer.step()
+    assert [kind for kind, _ in events] == ["sleep", "send", "send"]
+    assert events[0][1] > 0
+
+
 def test_tick_npcs_wait_for_the_next_tick_of_the_shared_clock() -> None:
     shape = TickBurst(npcs=4, tick_hz=2)
     run = SimpleNamespace(t0=time.time() - 10.2)  # 10.2 s into the run: tick 21 is due at 10.5 s
