@@ -15,6 +15,7 @@ from bench.rundir import read_manifest, read_requests, read_server_metrics
 from bench.spec import load_mix
 
 pytestmark = pytest.mark.e2e
+REPO = Path(__file__).resolve().parents[2]
 
 
 def bench_run(results: Path, run_id: str, *args: str) -> subprocess.CompletedProcess:
@@ -126,6 +127,10 @@ def test_results_and_logs_never_contain_the_proxy_key(stack: dict, default_run: 
     for path in [*default_run.iterdir(), *map(Path, logs)]:
         assert stack["key"] not in path.read_text(errors="replace"), path
     assert stack["key"] not in json.dumps(read_manifest(default_run).model_dump())
+    # Nor in the repository: not in a tracked file, not anywhere in its history.
+    assert subprocess.run(["git", "grep", "-q", "-F", stack["key"]], cwd=REPO).returncode == 1
+    assert subprocess.run(["git", "log", "--all", "--oneline", f"-S{stack['key']}"], cwd=REPO,
+                          capture_output=True, text=True, check=True).stdout == ""
 
 
 def test_web_ui_runs_a_selected_mix(stack: dict, tmp_path: Path) -> None:
