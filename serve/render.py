@@ -13,6 +13,7 @@ from serve.spec import StackSpec, WorkerSpec
 VLLM_SERVER_MODULE = "vllm.entrypoints.openai.api_server"
 MASTER_KEY_ENV = "LITELLM_MASTER_KEY"
 HOOKS = "serve.proxy_hooks"  # the key check and request check the proxy imports
+REDIS_PASSWORD_ENV = "REDIS_PASSWORD"
 
 # LiteLLM otherwise fetches these from the internet at every start; the packaged copies are fine.
 LITELLM_OFFLINE_ENV = {
@@ -87,16 +88,20 @@ def litellm_config(spec: StackSpec) -> dict[str, Any]:
         }
         for worker in spec.workers
     ]
+    router = {
+        "routing_strategy": proxy.routing_strategy,
+        "num_retries": proxy.num_retries,
+        "allowed_fails": proxy.allowed_fails,
+        "cooldown_time": proxy.cooldown_time_s,
+        "timeout": proxy.timeout_s,
+        "fallbacks": [{source: targets} for source, targets in proxy.fallbacks.items()],
+    }
+    if proxy.redis_host:  # several proxy instances then agree on cooldowns and usage
+        router |= {"redis_host": proxy.redis_host, "redis_port": proxy.redis_port,
+                   "redis_password": f"os.environ/{REDIS_PASSWORD_ENV}"}
     return {
         "model_list": model_list,
-        "router_settings": {
-            "routing_strategy": proxy.routing_strategy,
-            "num_retries": proxy.num_retries,
-            "allowed_fails": proxy.allowed_fails,
-            "cooldown_time": proxy.cooldown_time_s,
-            "timeout": proxy.timeout_s,
-            "fallbacks": [{source: targets} for source, targets in proxy.fallbacks.items()],
-        },
+        "router_settings": router,
         "litellm_settings": {"callbacks": ["prometheus", f"{HOOKS}.request_check"], "request_timeout": proxy.timeout_s},
         # LiteLLM's own auth answers a wrong key with 400 when it has no database; ours answers 401.
         "general_settings": {"master_key": f"os.environ/{MASTER_KEY_ENV}", "custom_auth": f"{HOOKS}.check_key"},

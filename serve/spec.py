@@ -114,6 +114,9 @@ class ProxySpec(_Strict):
     timeout_s: float = Field(120, gt=0)
     stream_timeout_s: float = Field(60, gt=0)
     fallbacks: dict[GroupName, list[GroupName]] = Field(default_factory=lambda: {"heavy": ["light"]})
+    redis_host: str | None = Field(None, description="share routing state (cooldowns, usage, latency) with other proxy "
+                                   "instances through this Redis; its password comes from $REDIS_PASSWORD")
+    redis_port: int = Field(6379, ge=1, le=65535)
 
 
 class StackSpec(_Strict):

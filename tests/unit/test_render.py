@@ -80,6 +80,21 @@ def test_litellm_config_groups_workers_with_retries_and_fallback(profile: str) -
     assert config["general_settings"]["master_key"] == f"os.environ/{MASTER_KEY_ENV}"
 
 
+def test_proxies_share_routing_state_through_redis_only_when_given_one() -> None:
+    from argparse import Namespace
+
+    from serve.__main__ import load
+
+    assert "redis_host" not in litellm_config(load_profile("cpu"))["router_settings"]
+    spec = load(Namespace(profile="cpu", set=['proxy.redis_host="10.0.0.5"'], proxy_host=None))
+    router = litellm_config(spec)["router_settings"]
+    assert (router["redis_host"], router["redis_port"]) == ("10.0.0.5", 6379)
+    assert router["redis_password"] == "os.environ/REDIS_PASSWORD"  # like the key, never in the file
+    import litellm
+
+    assert set(router) <= set(litellm.Router.get_valid_args())  # LiteLLM would ignore any other key
+
+
 def test_proxy_listens_on_loopback_unless_told() -> None:
     spec = load_profile("cpu")
     command = litellm_command(spec, "cfg.yaml")
