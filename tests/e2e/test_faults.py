@@ -1,7 +1,8 @@
 """Worker and proxy faults while NPC traffic runs, against the real stack. Each test prints its counts.
 
 Order matters and is kept by the file: heavy-0 is killed under load (and restarts), then both heavy
-workers (and both restart), then the proxy. Every test waits until the stack is whole again.
+workers (and both restart), then the proxy. Every test waits until the stack is whole again, but the
+last, which runs just before `down` and leaves the stack without a proxy: the supervisor gives up on it.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ import openai
 import pytest
 
 from bench.metrics import scrape, total
+from serve.supervisor import MAX_RESTARTS
 from tests.e2e.conftest import serve, stack_status
 
 pytestmark = pytest.mark.e2e
@@ -163,3 +165,21 @@ def test_supervisor_restarts_a_killed_proxy_and_status_shows_it(stack: dict, cli
     assert "restarts 1" in next(line for line in text.splitlines() if line.strip().startswith("proxy"))
     reply = client.chat.completions.create(model="light", messages=[{"role": "user", "content": "hi"}], max_tokens=2)
     assert reply.choices[0].message.content is not None
+
+
+@pytest.mark.last
+def test_supervisor_gives_up_on_a_proxy_that_keeps_dying_and_says_so(stack: dict) -> None:
+    """After MAX_RESTARTS restarts, one more death is final: `status` shows GAVE UP and the log says why."""
+    for restarts in range(process("proxy")["restarts"] + 1, MAX_RESTARTS + 1):
+        os.kill(process("proxy")["pid"], signal.SIGKILL)
+        wait_restarted("proxy", restarts)
+    os.kill(process("proxy")["pid"], signal.SIGKILL)
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline and not process("proxy")["gave_up"]:
+        time.sleep(1)
+    proxy = process("proxy")
+    line = next(line for line in serve("status").stdout.splitlines() if line.strip().startswith("proxy"))
+    print(f"\nproxy killed {MAX_RESTARTS + 1} times in all: {line.strip()}")
+    assert proxy["gave_up"] and not proxy["healthy"] and proxy["restarts"] == MAX_RESTARTS
+    assert "GAVE UP" in line
+    assert "giving up on it" in Path(stack["supervisor_log"]).read_text()
