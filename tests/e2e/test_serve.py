@@ -150,7 +150,8 @@ def live_processes() -> dict[int, tuple[int, str]]:
 
 @pytest.mark.last
 def test_down_leaves_no_process(stack: dict) -> None:
-    started = [stack["supervisor_pid"], stack["proxy"]["pid"], *(w["pid"] for w in stack["workers"])]
+    now = stack_status()  # the fault tests restarted processes since the session began: their pids changed
+    started = [now["supervisor_pid"], now["proxy"]["pid"], *(w["pid"] for w in now["workers"])]
     # Each worker and the proxy lead a process group; vLLM's engine core and other children live in it.
     groups = set(started[1:])
     members_before = [pid for pid, (pgid, _) in live_processes().items() if pgid in groups]
