@@ -4,6 +4,7 @@
     python -m bench ui [--mix npc-cpu]                                             Locust web UI on 127.0.0.1:8089
     python -m bench sweep FILE.toml                                                serve settings x load levels
     python -m bench show RESULTS_DIR                                               a run's per-class summary
+    python -m bench overhead [--label NAME]                                        what the proxy adds per request
     python -m bench mixes                                                          the mixes and their classes
 """
 
@@ -134,6 +135,18 @@ def cmd_sweep(args: argparse.Namespace) -> int:
     return run_sweep(Path(args.grid), Path(args.results_dir), resume=not args.restart)
 
 
+def cmd_overhead(args: argparse.Namespace) -> int:
+    from bench.overhead import run_overhead
+
+    state = ready_stack()
+    run_id = args.run_id or new_run_id(f"overhead-{args.label}")
+    record = run_overhead(state, Path(args.results_dir), run_id, args.label, args.requests, args.concurrency,
+                          args.duration_s)
+    print(pd.DataFrame([row.model_dump() for row in record.rows]).to_string(na_rep="-"))
+    print(f"results: {Path(args.results_dir) / run_id}")
+    return 0
+
+
 def add_load_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--mix", default="npc-cpu", help=f"one of: {', '.join(mix_names())}, or a .toml path")
     parser.add_argument("--duration-s", type=float, default=0.0, help="override the shape's duration")
@@ -166,6 +179,14 @@ def main(argv: list[str] | None = None) -> int:
     show.add_argument("run_dir")
     show.set_defaults(func=cmd_show)
     sub.add_parser("mixes", help="list the mixes").set_defaults(func=cmd_mixes)
+    overhead = sub.add_parser("overhead", help="latency and CPU the proxy adds: direct to the workers vs through it")
+    overhead.add_argument("--requests", type=int, default=200, help="requests per target at concurrency 1")
+    overhead.add_argument("--concurrency", type=int, default=16, help="the closed-loop level for saturation")
+    overhead.add_argument("--duration-s", type=float, default=30.0, help="seconds per target at that level")
+    overhead.add_argument("--label", default="default", help="names the proxy setting measured, e.g. default, tuned")
+    overhead.add_argument("--results-dir", default=os.environ.get("NPCBENCH_RESULTS", "results"))
+    overhead.add_argument("--run-id", help="folder name under --results-dir (default: <UTC time>-overhead-<label>)")
+    overhead.set_defaults(func=cmd_overhead)
     args = parser.parse_args(argv)
     try:
         return args.func(args)
