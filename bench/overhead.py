@@ -142,9 +142,10 @@ async def measure(state: StackState, n: int, concurrency: int, duration_s: float
     bench = Bench(state)
     rows: list[Row] = []
     for shape in ("plain", "stream"):
-        # Warm-up: connections, the proxy's first-request paths, the workers' prefix cache.
+        # Warm-up, not recorded: connections, the proxy's first-request paths, the workers' prefix cache.
+        warm_from = len(bench.rows)
         await bench.paired(shape, 5)
-        bench.rows.clear()
+        del bench.rows[warm_from:]
         for level in (1, concurrency):
             for target in ("direct", "proxy"):
                 if level == 1 and target == "proxy":
@@ -166,8 +167,9 @@ async def measure(state: StackState, n: int, concurrency: int, duration_s: float
                     rows.append(Row(shape=shape, concurrency=level, target=name,
                                     **phase_row(part, span, cpu if only_proxy else None,
                                                 metric if only_proxy else None)))
-                print(f"[overhead] {shape:6} c={level:<3} {', '.join(f'{r.target} {r.rps} rps p50 {r.latency_p50_ms} ms' for r in rows[-(2 if level == 1 else 1):])}",
-                      flush=True)
+                done = rows[-phase.target.nunique():]
+                print(f"[overhead] {shape:6} c={level:<3} " + ", ".join(
+                    f"{r.target} {r.rps} rps p50 {r.latency_p50_ms} ms" for r in done), flush=True)
         for level in (1, concurrency):
             direct, proxy = (next(r for r in rows if (r.shape, r.concurrency, r.target) == (shape, level, t))
                              for t in ("direct", "proxy"))
