@@ -1,4 +1,5 @@
 import os
+from collections.abc import Callable
 
 import pytest
 
@@ -17,3 +18,28 @@ def pytest_collection_modifyitems(config, items):
         return 0 if marker is None else marker.args[0] if marker.args else 1
 
     items.sort(key=order)
+
+
+COUNTS = pytest.StashKey[list[str]]()
+
+
+def pytest_configure(config):
+    config.stash[COUNTS] = []
+
+
+@pytest.fixture
+def counts(request) -> Callable[[str], None]:
+    """Record a line of what a test sent and what came back; the session ends with all of them, passed or not."""
+
+    def record(line: str) -> None:
+        print(line)
+        request.config.stash[COUNTS].append(f"{request.node.name}: {line.strip()}")
+
+    return record
+
+
+def pytest_terminal_summary(terminalreporter, config):
+    if lines := config.stash.get(COUNTS, []):
+        terminalreporter.section("counts")
+        for line in lines:
+            terminalreporter.write_line(line)

@@ -79,8 +79,8 @@ def test_client_that_disconnects_mid_stream(stack: dict, restarts_before: dict) 
     assert after.status_code == 200, after.text
 
 
-def test_no_worker_restarted_and_every_case_was_tried(stack: dict, restarts_before: dict) -> None:
-    print(f"bad-input cases tried: {len(TRIED)} of {len(CASES) + 1}: " + ", ".join(f"{c} -> {s}" for c, s in TRIED))
+def test_no_worker_restarted_and_every_case_was_tried(stack: dict, restarts_before: dict, counts) -> None:
+    counts(f"bad-input cases tried: {len(TRIED)} of {len(CASES) + 1}: " + ", ".join(f"{c} -> {s}" for c, s in TRIED))
     assert len(TRIED) == len(CASES) + 1  # the table and the mid-stream disconnect
     after = stack_status()["workers"]
     assert all(w["healthy"] for w in after)

@@ -165,12 +165,13 @@ def test_web_ui_runs_a_selected_mix(stack: dict, tmp_path: Path) -> None:
         print(ui.communicate(timeout=60)[0][-3000:])
 
 
-def test_soak_holds_a_steady_rate_with_no_errors_and_records_memory(stack: dict, results: Path) -> None:
+def test_soak_holds_a_steady_rate_with_no_errors_and_records_memory(stack: dict, results: Path,
+                                                                   counts) -> None:
     """The CI version of the soak run (the long one is `python -m bench run --mix soak`, ten minutes)."""
     result = bench_run(results, "soak", "--mix", "soak", "--duration-s", "120", "--no-html-report")
     assert result.returncode == 0, result.stderr[-2000:]
     summary = read_manifest(results / "soak").summary
-    print(f"soak: {summary['all']['requests']} requests, {summary['all']['n_error']} errors, "
+    counts(f"soak: {summary['all']['requests']} requests, {summary['all']['n_error']} errors, "
           f"{summary['all']['n_timeout']} timeouts")
     assert summary["all"]["requests"] > 0
     assert summary["all"]["n_error"] == 0 and summary["all"]["n_timeout"] == 0

@@ -83,7 +83,7 @@ def read_stream(stream, into: dict) -> None:
 
 
 def test_killing_one_heavy_worker_under_load_fails_no_plain_request(stack: dict, client: openai.OpenAI,
-                                                                     tmp_path: Path) -> None:
+                                                                     tmp_path: Path, counts) -> None:
     mix = tmp_path / "heavy-plain.toml"
     mix.write_text(HEAVY_MIX)
     run_dir = tmp_path / "run"
@@ -113,9 +113,9 @@ def test_killing_one_heavy_worker_under_load_fails_no_plain_request(stack: dict,
     outcomes = Counter(r["outcome"] for r in done)
     after = Counter(r["worker"] for r in done if r["t_start"] > killed_at)
     failures = [(r["outcome"], r["error"]) for r in done if r["outcome"] in ("error", "timeout")]
-    print(f"\nheavy-0 SIGKILLed under load: {len(done)} plain heavy requests, outcomes {dict(outcomes)}, "
+    counts(f"heavy-0 SIGKILLed under load: {len(done)} plain heavy requests, outcomes {dict(outcomes)}, "
           f"started after the kill served by {dict(after)}; failures: {failures}")
-    print(f"streams: on heavy-0 {streams['heavy-0']}, on heavy-1 {streams['heavy-1']}")
+    counts(f"streams: on heavy-0 {streams['heavy-0']}, on heavy-1 {streams['heavy-1']}")
     assert failures == []
     assert after["heavy-1"] > 0
     # The stream on the killed worker ends at once with an error that says what happened, not a hang.
@@ -131,12 +131,13 @@ def test_killing_one_heavy_worker_under_load_fails_no_plain_request(stack: dict,
         client.chat.completions.create(model="heavy", messages=[{"role": "user", "content": f"Say {sent}."}],
                                        max_tokens=2)
         sent += 1
-    print(f"after its restart heavy-0 was routed to again within {sent} heavy requests, "
+    counts(f"after its restart heavy-0 was routed to again within {sent} heavy requests, "
           f"{time.monotonic() - healthy_at:.0f} s after it was healthy (cooldown {cooldown_s:.0f} s)")
     assert served(heavy_0) > before
 
 
-def test_with_both_heavy_workers_dead_heavy_requests_fall_back_to_light(stack: dict, client: openai.OpenAI) -> None:
+def test_with_both_heavy_workers_dead_heavy_requests_fall_back_to_light(stack: dict, client: openai.OpenAI,
+                                                                         counts) -> None:
     light_before = {w["name"]: served(w) for w in stack["workers"] if w["group"] == "light"}
     for name in ("heavy-0", "heavy-1"):
         os.kill(process(name)["pid"], signal.SIGKILL)
@@ -150,7 +151,7 @@ def test_with_both_heavy_workers_dead_heavy_requests_fall_back_to_light(stack: d
         except openai.APIError as exc:
             failed.append(str(exc)[:200])
     light_served = sum(served(w) for w in stack["workers"] if w["group"] == "light") - sum(light_before.values())
-    print(f"\nboth heavy workers SIGKILLed: 12 heavy requests, answered by {dict(answered_by)}, failed {failed}; "
+    counts(f"both heavy workers SIGKILLed: 12 heavy requests, answered by {dict(answered_by)}, failed {failed}; "
           f"light workers' own counters +{light_served:.0f}")
     assert failed == []
     assert set(answered_by) <= {"light-0", "light-1"}
@@ -159,22 +160,23 @@ def test_with_both_heavy_workers_dead_heavy_requests_fall_back_to_light(stack: d
     wait_restarted("heavy-1", restarts=1)
 
 
-def test_supervisor_restarts_a_killed_proxy_and_status_shows_it(stack: dict, client: openai.OpenAI) -> None:
+def test_supervisor_restarts_a_killed_proxy_and_status_shows_it(stack: dict, client: openai.OpenAI,
+                                                                 counts) -> None:
     proxy = process("proxy")
     os.kill(proxy["pid"], signal.SIGKILL)
     with pytest.raises(openai.APIConnectionError):
         client.chat.completions.create(model="light", messages=[{"role": "user", "content": "hi"}], max_tokens=2)
     restarted = wait_restarted("proxy", restarts=1)
     assert restarted["pid"] != proxy["pid"]
-    text = serve("status").stdout
-    print(f"\nproxy SIGKILLed, restarted as pid {restarted['pid']}:\n{text}")
-    assert "restarts 1" in next(line for line in text.splitlines() if line.strip().startswith("proxy"))
+    line = next(line for line in serve("status").stdout.splitlines() if line.strip().startswith("proxy"))
+    counts(f"proxy SIGKILLed: a request meanwhile got APIConnectionError; `status` now says: {line.strip()}")
+    assert "restarts 1" in line
     reply = client.chat.completions.create(model="light", messages=[{"role": "user", "content": "hi"}], max_tokens=2)
     assert reply.choices[0].message.content is not None
 
 
 @pytest.mark.last
-def test_supervisor_gives_up_on_a_proxy_that_keeps_dying_and_says_so(stack: dict) -> None:
+def test_supervisor_gives_up_on_a_proxy_that_keeps_dying_and_says_so(stack: dict, counts) -> None:
     """After MAX_RESTARTS restarts, one more death is final: `status` shows GAVE UP and the log says why."""
     for restarts in range(process("proxy")["restarts"] + 1, MAX_RESTARTS + 1):
         os.kill(process("proxy")["pid"], signal.SIGKILL)
@@ -185,7 +187,7 @@ def test_supervisor_gives_up_on_a_proxy_that_keeps_dying_and_says_so(stack: dict
         time.sleep(1)
     proxy = process("proxy")
     line = next(line for line in serve("status").stdout.splitlines() if line.strip().startswith("proxy"))
-    print(f"\nproxy killed {MAX_RESTARTS + 1} times in all: {line.strip()}")
+    counts(f"proxy killed {MAX_RESTARTS + 1} times in all: {line.strip()}")
     assert proxy["gave_up"] and not proxy["healthy"] and proxy["restarts"] == MAX_RESTARTS
     assert "GAVE UP" in line
     assert "giving up on it" in Path(stack["supervisor_log"]).read_text()

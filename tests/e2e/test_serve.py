@@ -95,7 +95,7 @@ def test_each_group_reaches_both_workers(stack: dict, client: OpenAI) -> None:
     assert served["heavy-0"] + served["heavy-1"] >= 16 and served["light-0"] + served["light-1"] >= 16, served
 
 
-def test_requests_without_the_key_get_401_and_reach_no_worker(stack: dict) -> None:
+def test_requests_without_the_key_get_401_and_reach_no_worker(stack: dict, counts) -> None:
     body = {"model": "light", "messages": [{"role": "user", "content": "hi"}], "max_tokens": 2}
     wrong_keys = [None, "not-a-key", "sk-1234", "sk-npc-guess", stack["key"][:-1], stack["key"] + "x", "Bearer"]
     prompts_before = {w["name"]: total(scrape(w["url"]), "vllm:prompt_tokens_total") for w in stack["workers"]}
@@ -105,7 +105,7 @@ def test_requests_without_the_key_get_401_and_reach_no_worker(stack: dict) -> No
         response = httpx.post(stack["base_url"] + "/chat/completions", json=body, headers=headers, timeout=30)
         answers.append(response.status_code)
         assert "API key" in response.json()["error"]["message"]
-    print(f"requests with no key or a wrong key: {len(wrong_keys)}, answers {answers}")
+    counts(f"requests with no key or a wrong key: {len(wrong_keys)}, answers {answers}")
     assert answers == [401] * len(wrong_keys)
     assert {w["name"]: total(scrape(w["url"]), "vllm:prompt_tokens_total") for w in stack["workers"]} == prompts_before
 
@@ -163,7 +163,8 @@ def test_down_leaves_no_process(stack: dict) -> None:
 
 
 @pytest.mark.last(2)
-def test_a_stack_that_crashes_mid_run_leaves_a_failed_run_folder_and_no_process(tmp_path: Path) -> None:
+def test_a_stack_that_crashes_mid_run_leaves_a_failed_run_folder_and_no_process(tmp_path: Path,
+                                                                               counts) -> None:
     """After `down`: a stack of its own is started, loaded, and its supervisor SIGKILLed (a crash, not a stop)."""
     up = serve("up", "--detach", "--profile", "cpu", check=False)
     assert up.returncode == 0, up.stdout + up.stderr
@@ -186,7 +187,7 @@ def test_a_stack_that_crashes_mid_run_leaves_a_failed_run_folder_and_no_process(
     # The bench noticed, stopped early instead of sending into nothing for ten minutes, and says why.
     assert bench.returncode == 1
     manifest = read_manifest(run_dir)
-    print(f"crashed mid-run: status {manifest.status}, {manifest.summary['all']['requests']} requests recorded, "
+    counts(f"crashed mid-run: status {manifest.status}, {manifest.summary['all']['requests']} requests recorded, "
           f"notes {manifest.notes}")
     assert manifest.status == "failed" and manifest.ended_at
     assert "the stack went down during the run" in manifest.notes[0]
