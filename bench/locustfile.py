@@ -21,7 +21,6 @@ from pathlib import Path
 import gevent
 import gevent.pool
 import openai
-import pandas as pd
 from locust import LoadTestShape, User, events, task
 from locust.html import get_html_report
 from locust.stats import PERCENTILES_TO_REPORT, StatsCSV
@@ -29,8 +28,8 @@ from locust.stats import PERCENTILES_TO_REPORT, StatsCSV
 from bench.client import send
 from bench.npc import NPC
 from bench.records import Manifest, RequestRecord, meets_slo
-from bench.rundir import (RunDir, git_info, machine_info, new_run_id, package_versions, read_requests, utc_now,
-                          worker_cache_config, worker_versions)
+from bench.rundir import (RunDir, git_info, machine_info, new_run_id, package_versions, read_requests,
+                          read_server_metrics, utc_now, worker_cache_config, worker_versions)
 from bench.scrape import ServerScraper, Target
 from bench.shapes import SHAPES
 from bench.spec import ResolvedMix, check_fits, load_mix, mix_names
@@ -211,7 +210,7 @@ class Run:
         duration = time.time() - self.t0
         summary = summarize(read_requests(self.dir.path), duration)
         summary["server"] = self.server_summary()
-        summary["server"]["memory"] = memory_trend(pd.read_csv(self.scraper.path))
+        summary["server"]["memory"] = memory_trend(read_server_metrics(self.dir.path))
         self._write_locust_reports(environment)
         status = "failed" if self.stack_lost else "complete" if self.shape_finished else "interrupted"
         if self.stack_lost:
