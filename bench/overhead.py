@@ -23,11 +23,11 @@ from typing import Literal
 import httpx
 import openai
 import pandas as pd
-import psutil
 from pydantic import BaseModel
 
 from bench.metrics import scrape, total
 from bench.rundir import git_info, machine_info, package_versions, utc_now
+from bench.scrape import process_tree
 from serve.state import StackState, master_key
 
 Target = Literal["direct", "proxy"]
@@ -114,8 +114,8 @@ class Bench:
 
 
 def proxy_cpu_s(pid: int) -> float:
-    root = psutil.Process(pid)
-    return sum(sum(p.cpu_times()[:2]) for p in [root, *root.children(recursive=True)])
+    """User plus system CPU seconds of the proxy and its children."""
+    return sum(sum(p.cpu_times()[:2]) for p in process_tree(pid))
 
 
 def litellm_overhead(state: StackState) -> tuple[float, float]:

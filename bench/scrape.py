@@ -39,11 +39,16 @@ class Target:
 RSS_METRIC = "process_tree_rss_bytes"
 
 
+def process_tree(pid: int) -> list[psutil.Process]:
+    """A stack process and all its children (a vLLM worker's engine core is a child)."""
+    root = psutil.Process(pid)
+    return [root, *root.children(recursive=True)]
+
+
 def tree_rss_bytes(pid: int) -> int | None:
-    """Resident memory of a process and all its children (a vLLM worker's engine core is a child)."""
+    """Resident memory of a process and all its children."""
     try:
-        root = psutil.Process(pid)
-        return sum(p.memory_info().rss for p in [root, *root.children(recursive=True)])
+        return sum(p.memory_info().rss for p in process_tree(pid))
     except psutil.Error:
         return None
 
