@@ -1,6 +1,7 @@
 """`python -m bench`: NPC traffic against the running stack.
 
     python -m bench run --mix npc-cpu [--duration-s 60] [--npcs N] [--rate-rps R]   headless run -> results/<run-id>/
+                        [--direct light-0]                                        ... straight to one worker
     python -m bench ui [--mix npc-cpu]                                             Locust web UI on 127.0.0.1:8089
     python -m bench sweep FILE.toml                                                serve settings x load levels
     python -m bench show RESULTS_DIR                                               a run's per-class summary
@@ -21,7 +22,7 @@ from pathlib import Path
 import pandas as pd
 
 from bench.rundir import new_run_id, read_manifest
-from bench.spec import MixError, check_fits, load_mix, mix_names
+from bench.spec import MixError, check_fits, direct_worker, load_mix, mix_names
 from serve.state import pid_alive, read_state
 
 LOCUSTFILE = Path(__file__).with_name("locustfile.py")
@@ -44,6 +45,8 @@ def validate(args: argparse.Namespace):
     state = ready_stack()
     mix = load_mix(args.mix, args.npcs, args.rate_rps, args.duration_s)
     check_fits(mix, {g: spec["max_model_len"] for g, spec in state.spec["groups"].items()})
+    if getattr(args, "direct", None):
+        direct_worker(mix, state.workers, args.direct)
     return state, mix
 
 
@@ -58,12 +61,15 @@ def locust_args(args: argparse.Namespace, request_timeout_s: float) -> list[str]
 def cmd_run(args: argparse.Namespace) -> int:
     state, mix = validate(args)
     run_dir = Path(args.results_dir) / (args.run_id or new_run_id(mix.name))
+    target = next(w.url for w in state.workers if w.name == args.direct) if args.direct else state.base_url
     print(f"running mix {mix.name} ({mix.mix.shape.kind}, {mix.mix.shape.duration_s:.0f} s) against "
-          f"{state.base_url}; results -> {run_dir}", flush=True)
+          f"{target}; results -> {run_dir}", flush=True)
     command = [*locust_args(args, state.spec["proxy"]["timeout_s"]), "--headless", "--only-summary", "--run-dir", str(run_dir),
                "--exit-code-on-error", "0", "--host", state.base_url, "--loglevel", "WARNING"]
     if args.no_html_report:
         command.append("--skip-html-report")
+    if args.direct:
+        command += ["--direct", args.direct]
     code = run_until_done(command)
     if not (run_dir / "manifest.json").exists():
         return fail(f"locust exited with code {code} before the run started; see its output above", 1)
@@ -164,6 +170,7 @@ def main(argv: list[str] | None = None) -> int:
     add_load_options(run)
     run.add_argument("--run-id", help="folder name under --results-dir (default: <UTC time>-<mix>)")
     run.add_argument("--no-html-report", action="store_true", help="skip Locust's ~1 MB HTML report (CSVs are kept)")
+    run.add_argument("--direct", metavar="WORKER", help="send straight to this worker (e.g. light-0), bypassing the proxy")
     run.set_defaults(func=cmd_run)
     ui = sub.add_parser("ui", help="the Locust web UI")
     add_load_options(ui)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import time
+from typing import NamedTuple
 
 import jsonschema
 import openai
@@ -28,9 +29,17 @@ def tool_call_problem(message) -> str | None:
     return None
 
 
-def send(client: openai.OpenAI, cls: TrafficClass, npc: NPC, *, use_priority: bool = False,
-         tick: int | None = None, deadline_s: float | None = None) -> tuple[RequestRecord, str]:
-    """Send one request of `cls` for `npc`; returns its record and the reply text (multi-turn memory)."""
+class Direct(NamedTuple):
+    """A worker that `client` talks to straight, bypassing the proxy, and the model name it serves."""
+
+    worker: str
+    model: str
+
+
+def send(client: openai.OpenAI, cls: TrafficClass, npc: NPC, *, direct: Direct | None = None,
+         use_priority: bool = False, tick: int | None = None, deadline_s: float | None = None) -> tuple[RequestRecord, str]:
+    """Send one request of `cls` for `npc`; returns its record and the reply text (multi-turn memory).
+    Through the proxy the model is the class's group; `direct` when `client` talks to one worker."""
     prompt_tokens = cls.prompt_tokens.sample(npc.rng)
     max_tokens = cls.output_tokens.sample(npc.rng)
     messages = npc.messages(cls, prompt_tokens)
@@ -39,11 +48,14 @@ def send(client: openai.OpenAI, cls: TrafficClass, npc: NPC, *, use_priority: bo
         extra_body["ignore_eos"] = True  # the reply is as long as the class says, so lengths follow the mix
     if use_priority:
         extra_body["priority"] = cls.priority
-    request = dict(model=cls.group, messages=messages, max_tokens=max_tokens, extra_body=extra_body)
+    if direct is None:  # the proxy's session-affinity routing keeps an NPC on one worker by this id
+        extra_body["metadata"] = {"session_id": npc.npc_id}
+    request = dict(model=direct.model if direct else cls.group, messages=messages, max_tokens=max_tokens,
+                   extra_body=extra_body)
     if cls.tools:
         request.update(tools=NPC_TOOLS, tool_choice="required")
     base = dict(cls=cls.name, kind=cls.kind, group=cls.group, npc_id=npc.npc_id, turn=npc.turn,
-                max_tokens=max_tokens, tick=tick, deadline_s=deadline_s)
+                max_tokens=max_tokens, tick=tick, deadline_s=deadline_s, worker=direct.worker if direct else None)
     t_start, t0 = time.time(), time.perf_counter()
     reply = ""
     try:
@@ -74,7 +86,7 @@ def _plain(client, cls, request, base, t_start, t0) -> tuple[RequestRecord, str]
     problem = tool_call_problem(message) if cls.tools else None
     usage = reply.usage
     record = RequestRecord(
-        **base, worker=raw.headers.get("x-litellm-model-id"), t_start=t_start, e2e_s=e2e,
+        **{**base, "worker": raw.headers.get("x-litellm-model-id") or base["worker"]}, t_start=t_start, e2e_s=e2e,
         prompt_tokens=usage.prompt_tokens if usage else None, output_tokens=usage.completion_tokens if usage else 0,
         outcome="tool_invalid" if problem else "ok", error=problem,
     )
@@ -90,7 +102,7 @@ def _streamed(client, cls, request, base, t_start, t0) -> tuple[RequestRecord, s
     with client.chat.completions.with_streaming_response.create(
         **request, stream=True, stream_options={"include_usage": True}
     ) as raw:
-        worker = raw.headers.get("x-litellm-model-id")
+        worker = raw.headers.get("x-litellm-model-id") or base["worker"]
         for chunk in raw.parse():
             if chunk.usage:
                 usage = chunk.usage
@@ -104,8 +116,8 @@ def _streamed(client, cls, request, base, t_start, t0) -> tuple[RequestRecord, s
     output_tokens = usage.completion_tokens if usage else len(token_times)
     itl = ((token_times[-1] - token_times[0]) / (output_tokens - 1)) if len(token_times) > 1 and output_tokens > 1 else None
     record = RequestRecord(
-        **base, worker=worker, t_start=t_start, e2e_s=e2e, ttft_s=(token_times[0] - t0) if token_times else None,
-        itl_s=itl, prompt_tokens=usage.prompt_tokens if usage else None, output_tokens=output_tokens,
+        **{**base, "worker": worker}, t_start=t_start, e2e_s=e2e, ttft_s=(token_times[0] - t0) if token_times else None,
+        itl_s=itl, token_gaps_s=[round(b - a, 5) for a, b in zip(token_times, token_times[1:])] or None, prompt_tokens=usage.prompt_tokens if usage else None, output_tokens=output_tokens,
         outcome="interrupted" if interrupted else ("ok" if token_times else "error"),
         error=None if token_times else "stream ended with no content",
     )

@@ -25,15 +25,15 @@ from locust import LoadTestShape, User, events, task
 from locust.html import get_html_report
 from locust.stats import PERCENTILES_TO_REPORT, StatsCSV
 
-from bench.client import send
+from bench.client import Direct, send
 from bench.npc import NPC
 from bench.records import Manifest, RequestRecord, meets_slo
 from bench.rundir import (RunDir, git_info, machine_info, new_run_id, package_versions, read_requests,
                           read_server_metrics, utc_now, worker_cache_config, worker_versions)
 from bench.scrape import ServerScraper, Target
 from bench.shapes import SHAPES
-from bench.spec import ResolvedMix, check_fits, load_mix, mix_names
-from bench.summary import memory_trend, summarize
+from bench.spec import ResolvedMix, check_fits, direct_worker, load_mix, mix_names
+from bench.summary import memory_trend, prefix_cache_hit_rates, summarize
 from serve.state import StackState, master_key, pid_alive, read_state
 
 DEFAULT_MIX = "npc-cpu"
@@ -74,6 +74,9 @@ def _arguments(parser) -> None:
     parser.add_argument("--run-dir", default="", include_in_web_ui=False, help="exact folder for this run")
     parser.add_argument("--scrape-interval-s", type=float, default=2.0, include_in_web_ui=False,
                         help="seconds between /metrics scrapes of the workers and the proxy")
+    parser.add_argument("--direct", default="", include_in_web_ui=False, metavar="WORKER",
+                        help="send straight to this worker (e.g. light-0), bypassing the proxy; every class of the "
+                             "mix must be of its group")
     parser.add_argument("--skip-html-report", action="store_true", include_in_web_ui=False,
                         help="write Locust's CSVs but not its ~1 MB HTML report (for sample sets kept in git)")
 
@@ -106,7 +109,12 @@ class Run:
         check_fits(mix, {g: spec["max_model_len"] for g, spec in stack.spec["groups"].items()})
         self.mix, self.stack = mix, stack
         self.key = master_key()
-        self.client = openai.OpenAI(base_url=stack.base_url, api_key=self.key, max_retries=0,
+        self.direct, base_url, api_key = None, stack.base_url, self.key
+        if options.direct:
+            worker = direct_worker(mix, stack.workers, options.direct)
+            self.direct = Direct(worker.name, worker.model)
+            base_url, api_key = worker.url + "/v1", "none"
+        self.client = openai.OpenAI(base_url=base_url, api_key=api_key, max_retries=0,
                                     timeout=stack.spec["proxy"]["timeout_s"] + 10)
         # LiteLLM takes a top-level `priority` for its own proxy-side scheduler, so it is only sent when the
         # group's workers schedule by priority, where it is what the operator asked for.
@@ -131,6 +139,9 @@ class Run:
             versions={**package_versions(), **worker_versions(workers)}, kv_cache=worker_cache_config(workers),
             git=git_info(), machine=machine_info(),
         )
+        if self.direct:
+            manifest.notes.append(f"sent straight to worker {self.direct.worker} ({manifest.endpoints[self.direct.worker]}), "
+                                  "bypassing the proxy")
         self.dir = RunDir(path, manifest)
         targets = [Target(w.name, w.url, pid=w.pid) for w in self.stack.workers]
         targets.append(Target("proxy", self.stack.proxy.url, {"Authorization": f"Bearer {self.key}"}, self.stack.proxy.pid))
@@ -167,7 +178,7 @@ class Run:
 
     def fire(self, npc: NPC, tick: int | None = None, deadline_s: float | None = None) -> None:
         cls = self.pick_class()
-        record, _ = send(self.client, cls, npc, use_priority=cls.group in self.priority_groups,
+        record, _ = send(self.client, cls, npc, direct=self.direct, use_priority=cls.group in self.priority_groups,
                          tick=tick, deadline_s=deadline_s)
         record.slo_met = meets_slo(record, cls.slo)
         self.record(record)
@@ -233,6 +244,9 @@ class Run:
             # vLLM counts a request here when it finishes (stop, length, ...); one the client abandoned never does.
             "finished_requests": sum(v for k, v in delta("vllm:request_success_total").items() if k in workers),
             "preemptions": sum(v for k, v in delta("vllm:num_preemptions_total").items() if k in workers),
+            "prefix_cache_hit_rate": prefix_cache_hit_rates(
+                delta("vllm:prefix_cache_hits_total"), delta("vllm:prefix_cache_queries_total"),
+                {w.name: w.group for w in self.stack.workers}),
         }
 
     def _write_locust_reports(self, environment) -> None:

@@ -18,13 +18,16 @@ class RequestRecord(BaseModel):
     cls: str = Field(description="traffic class name")
     kind: str
     group: str
-    worker: str | None = Field(None, description="the deployment LiteLLM chose (x-litellm-model-id)")
+    worker: str | None = Field(None, description="the deployment LiteLLM chose (x-litellm-model-id), or the worker "
+                               "the run sent to straight (`--direct`)")
     npc_id: str
     turn: int = 0
     t_start: float
     ttft_s: float | None = None
     e2e_s: float
     itl_s: float | None = Field(None, description="mean inter-token latency over the reply")
+    token_gaps_s: list[float] | None = Field(None, description="streamed: the gap before each content chunk after "
+                                             "the first, as vLLM's benchmark pools them for its ITL")
     prompt_tokens: int | None = None
     output_tokens: int = 0
     max_tokens: int

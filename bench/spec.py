@@ -247,3 +247,15 @@ def check_fits(mix: ResolvedMix, max_model_len: dict[str, int]) -> None:
             problems.append(f"class {cls.name}: up to {longest} tokens but group {cls.group} has max_model_len {limit}")
     if problems:
         raise MixError(f"mix {mix.name} does not fit the running stack:\n" + "\n".join(f"  - {p}" for p in problems))
+
+
+def direct_worker(mix: ResolvedMix, workers: list, name: str):
+    """The worker a `--direct` run sends to straight (one of the stack's `WorkerState`s); it must serve every
+    class of the mix."""
+    worker = next((w for w in workers if w.name == name), None)
+    if worker is None:
+        raise MixError(f"--direct {name}: the stack's workers are {', '.join(w.name for w in workers)}")
+    if others := sorted({c.group for c in mix.classes.values()} - {worker.group}):
+        raise MixError(f"--direct {name} serves the {worker.group} group, but mix {mix.name} has "
+                       f"{', '.join(others)} classes too")
+    return worker

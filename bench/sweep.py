@@ -12,6 +12,7 @@ import itertools
 import json
 import subprocess
 import sys
+import time
 import tomllib
 from pathlib import Path
 from typing import Any
@@ -24,7 +25,10 @@ from bench.spec import MixError, load_mix
 from serve.spec import SpecError, load_profile
 from serve.state import pid_alive, read_state
 
-LOAD_KEYS = {"npcs", "rate_rps", "duration_s"}
+LOAD_KEYS = {"mix", "npcs", "rate_rps", "duration_s"}
+# What the index lists of each point, from its manifest's summary, so a sweep reads as one table.
+INDEX_FIGURES = ["requests", "n_error", "goodput_rps", "slo_attainment", "ttft_p95_s", "e2e_p50_s", "e2e_p95_s",
+                 "output_tps", "deadline_miss_rate"]
 
 
 class SweepSpec(BaseModel):
@@ -36,7 +40,7 @@ class SweepSpec(BaseModel):
     scrape_interval_s: float = Field(2.0, gt=0)
     html_report: bool = Field(True, description="false: Locust's CSVs only, for sample sets kept in git")
     serve: dict[str, list[Any]] = Field(default_factory=dict, description="dotted profile path -> values")
-    load: dict[str, list[Any]] = Field(default_factory=dict, description="npcs / rate_rps / duration_s -> values")
+    load: dict[str, list[Any]] = Field(default_factory=dict, description="mix / npcs / rate_rps / duration_s -> values")
 
 
 def grid(axes: dict[str, list[Any]]) -> list[dict[str, Any]]:
@@ -51,7 +55,8 @@ def load_sweep(path: Path) -> SweepSpec:
         raise MixError(f"invalid sweep file {path}: {exc}") from None
     if unknown := set(sweep.load) - LOAD_KEYS:
         raise MixError(f"sweep {path}: unknown load keys {sorted(unknown)}; use {sorted(LOAD_KEYS)}")
-    load_mix(sweep.mix)
+    for mix in sweep.load.get("mix", [sweep.mix]):
+        load_mix(mix)
     for point in grid(sweep.serve):  # every serve setting must make a valid spec before anything starts
         try:
             load_profile(sweep.profile, overrides(point))
@@ -78,6 +83,7 @@ def run_sweep(path: Path, results_dir: Path, resume: bool = True) -> int:
     sweep_dir.mkdir(parents=True, exist_ok=True)
     (sweep_dir / "sweep.json").write_text(sweep.model_dump_json(indent=2))
     index: list[dict[str, Any]] = []
+    startup = _previous_startup(sweep_dir)
     serve_points, load_points = grid(sweep.serve), grid(sweep.load)
     print(f"sweep {path.stem}: {len(serve_points)} serve settings x {len(load_points)} load levels -> {sweep_dir}")
     try:
@@ -85,9 +91,9 @@ def run_sweep(path: Path, results_dir: Path, resume: bool = True) -> int:
             runs = [(f"s{i}-l{j}", load_point) for j, load_point in enumerate(load_points)]
             todo = [(run_id, lp) for run_id, lp in runs if not (resume and is_complete(sweep_dir / run_id))]
             if todo:
-                _run_serve_point(sweep, serve_point, todo, sweep_dir)
+                startup[i] = _run_serve_point(sweep, serve_point, todo, sweep_dir)
             for run_id, load_point in runs:
-                index.append(_index_row(sweep_dir / run_id, run_id, serve_point, load_point))
+                index.append(_index_row(sweep_dir / run_id, run_id, serve_point, load_point, startup.get(i)))
             _write_index(sweep_dir, index)
     except KeyboardInterrupt:
         subprocess.run([sys.executable, "-m", "serve", "down"])
@@ -99,19 +105,23 @@ def run_sweep(path: Path, results_dir: Path, resume: bool = True) -> int:
     return 0 if done == len(index) else 1
 
 
-def _run_serve_point(sweep: SweepSpec, serve_point: dict[str, Any], todo, sweep_dir: Path) -> None:
+def _run_serve_point(sweep: SweepSpec, serve_point: dict[str, Any], todo, sweep_dir: Path) -> float | None:
+    """Start the stack with this setting, run its load points, stop it; returns the start-up time in seconds."""
     print(f"\n== serve setting {serve_point or '(profile as is)'}", flush=True)
     up = [sys.executable, "-m", "serve", "up", "--detach", "--profile", sweep.profile]
     for item in overrides(serve_point):
         up += ["--set", item]
+    started = time.monotonic()
     if subprocess.run(up).returncode != 0:
         print(f"the stack did not start for {serve_point}; its points are marked failed", flush=True)
         subprocess.run([sys.executable, "-m", "serve", "down"])
-        return
+        return None
+    startup_s = round(time.monotonic() - started, 1)
     try:
         for run_id, load_point in todo:
             load = {"duration_s": sweep.duration_s, **load_point}
-            command = [sys.executable, "-m", "bench", "run", "--mix", sweep.mix, "--results-dir", str(sweep_dir),
+            mix = load.pop("mix", sweep.mix)
+            command = [sys.executable, "-m", "bench", "run", "--mix", mix, "--results-dir", str(sweep_dir),
                        "--run-id", run_id, "--scrape-interval-s", str(sweep.scrape_interval_s)]
             if not sweep.html_report:
                 command.append("--no-html-report")
@@ -123,12 +133,27 @@ def _run_serve_point(sweep: SweepSpec, serve_point: dict[str, Any], todo, sweep_
                 raise KeyboardInterrupt
     finally:
         subprocess.run([sys.executable, "-m", "serve", "down"])
+    return startup_s
 
 
-def _index_row(run_dir: Path, run_id: str, serve_point: dict, load_point: dict) -> dict[str, Any]:
-    status = read_manifest(run_dir).status if (run_dir / MANIFEST).exists() else "failed"
-    return {"run_id": run_id, "path": run_dir.name, "status": status,
-            **{f"serve.{k}": v for k, v in serve_point.items()}, **{f"load.{k}": v for k, v in load_point.items()}}
+def _index_row(run_dir: Path, run_id: str, serve_point: dict, load_point: dict,
+               startup_s: float | None) -> dict[str, Any]:
+    manifest = read_manifest(run_dir) if (run_dir / MANIFEST).exists() else None
+    summary = manifest.summary if manifest else {}
+    figures = summary.get("all", {})
+    return {"run_id": run_id, "path": run_dir.name, "status": manifest.status if manifest else "failed",
+            **{f"serve.{k}": v for k, v in serve_point.items()}, **{f"load.{k}": v for k, v in load_point.items()},
+            "startup_s": startup_s, **{key: figures.get(key) for key in INDEX_FIGURES},
+            "prefix_cache_hit_rate": summary.get("server", {}).get("prefix_cache_hit_rate", {}).get("all")}
+
+
+def _previous_startup(sweep_dir: Path) -> dict[int, float]:
+    """Start-up times measured by an earlier, stopped invocation of this sweep (resumed points keep theirs)."""
+    try:
+        rows = json.loads((sweep_dir / "index.json").read_text())
+    except (FileNotFoundError, json.JSONDecodeError):
+        return {}
+    return {int(row["run_id"].split("-")[0][1:]): row["startup_s"] for row in rows if row.get("startup_s")}
 
 
 def _write_index(sweep_dir: Path, index: list[dict[str, Any]]) -> None:

@@ -14,6 +14,7 @@ VLLM_SERVER_MODULE = "vllm.entrypoints.openai.api_server"
 MASTER_KEY_ENV = "LITELLM_MASTER_KEY"
 HOOKS = "serve.proxy_hooks"  # the key check and request check the proxy imports
 REDIS_PASSWORD_ENV = "REDIS_PASSWORD"
+SESSION_AFFINITY = "session-affinity"  # our routing name for simple-shuffle plus LiteLLM's session_affinity check
 
 # LiteLLM otherwise fetches these from the internet at every start; the packaged copies are fine.
 LITELLM_OFFLINE_ENV = {
@@ -89,13 +90,15 @@ def litellm_config(spec: StackSpec) -> dict[str, Any]:
         for worker in spec.workers
     ]
     router = {
-        "routing_strategy": proxy.routing_strategy,
+        "routing_strategy": "simple-shuffle" if proxy.routing_strategy == SESSION_AFFINITY else proxy.routing_strategy,
         "num_retries": proxy.num_retries,
         "allowed_fails": proxy.allowed_fails,
         "cooldown_time": proxy.cooldown_time_s,
         "timeout": proxy.timeout_s,
         "fallbacks": [{source: targets} for source, targets in proxy.fallbacks.items()],
     }
+    if proxy.routing_strategy == SESSION_AFFINITY:  # LiteLLM's own check: session id -> the deployment it pinned
+        router["optional_pre_call_checks"] = ["session_affinity"]
     if proxy.redis_host:  # several proxy instances then agree on cooldowns and usage
         router |= {"redis_host": proxy.redis_host, "redis_port": proxy.redis_port,
                    "redis_password": f"os.environ/{REDIS_PASSWORD_ENV}"}

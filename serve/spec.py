@@ -105,9 +105,11 @@ class ProxySpec(_Strict):
     host: str = "127.0.0.1"
     port: int = Field(4000, ge=1024, le=65535)
     num_workers: int = Field(1, ge=1)
-    routing_strategy: Literal["simple-shuffle", "least-busy", "latency-based-routing", "usage-based-routing-v2"] = (
-        "simple-shuffle"
-    )
+    routing_strategy: Literal["simple-shuffle", "least-busy", "latency-based-routing", "usage-based-routing-v2",
+                              "session-affinity"] = Field(
+        "simple-shuffle", description="LiteLLM's strategies, or `session-affinity`: each NPC (the request's "
+        "`metadata.session_id`) stays on the worker that served it first, where its prefix is cached; new NPCs "
+        "are spread by simple-shuffle, and a worker in cooldown loses its NPCs to the others")
     num_retries: int = Field(2, ge=0)
     allowed_fails: int = Field(1, ge=0)
     cooldown_time_s: float = Field(30, ge=0)
