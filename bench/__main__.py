@@ -6,6 +6,7 @@
     python -m bench sweep FILE.toml                                                serve settings x load levels
     python -m bench show RESULTS_DIR                                               a run's per-class summary
     python -m bench overhead [--label NAME]                                        what the proxy adds per request
+    python -m bench fidelity [--direct light-0]                                    this bench against vllm bench serve
     python -m bench mixes                                                          the mixes and their classes
 """
 
@@ -146,11 +147,32 @@ def cmd_overhead(args: argparse.Namespace) -> int:
 
     state = ready_stack()
     run_id = args.run_id or new_run_id(f"overhead-{args.label}")
+    if bool(args.compare) != bool(args.set):
+        return fail("--compare NAME and --set PATH=VALUE go together: the second proxy's label and its settings")
+    if others := [item for item in args.set if not item.startswith("proxy.")]:
+        return fail(f"--set {others[0]}: the compared proxy takes proxy.* settings; it fronts the stack's own workers")
     record = run_overhead(state, Path(args.results_dir), run_id, args.label, args.requests, args.concurrency,
-                          args.duration_s)
+                          args.duration_s, args.compare, args.set)
     print(pd.DataFrame([row.model_dump() for row in record.rows]).to_string(na_rep="-"))
     print(f"results: {Path(args.results_dir) / run_id}")
     return 0
+
+
+def cmd_fidelity(args: argparse.Namespace) -> int:
+    from bench.fidelity import run_fidelity, table as fidelity_table
+
+    state = ready_stack()
+    if not any(w.name == args.direct for w in state.workers):
+        return fail(f"--direct {args.direct}: the stack's workers are {', '.join(w.name for w in state.workers)}")
+    run_id = args.run_id or new_run_id("fidelity")
+    settings = {"input_len": args.input_len, "output_len": args.output_len, "concurrency": args.concurrency,
+                "num_prompts": args.num_prompts}
+    record = run_fidelity(state, Path(args.results_dir), run_id, args.direct, settings, args.tolerance)
+    print(fidelity_table(record).to_string(na_rep="-"))
+    verdict = "agree" if record.agree else "DO NOT agree"
+    print(f"median TTFT, median ITL and output tokens/s {verdict} within {args.tolerance:.0%}; "
+          f"results: {Path(args.results_dir) / run_id}")
+    return 0 if record.agree else 1
 
 
 def add_load_options(parser: argparse.ArgumentParser) -> None:
@@ -186,11 +208,24 @@ def main(argv: list[str] | None = None) -> int:
     show.add_argument("run_dir")
     show.set_defaults(func=cmd_show)
     sub.add_parser("mixes", help="list the mixes").set_defaults(func=cmd_mixes)
+    fidelity = sub.add_parser("fidelity", help="this bench and `vllm bench serve` on one worker, one fixed workload")
+    fidelity.add_argument("--direct", metavar="WORKER", default="light-0", help="the worker both tools send to")
+    fidelity.add_argument("--input-len", type=int, default=256, help="prompt tokens (random)")
+    fidelity.add_argument("--output-len", type=int, default=64, help="reply tokens (ignore_eos)")
+    fidelity.add_argument("--concurrency", type=int, default=4)
+    fidelity.add_argument("--num-prompts", type=int, default=48, help="vLLM's requests; the bench runs as long")
+    fidelity.add_argument("--tolerance", type=float, default=0.05, help="largest relative difference that agrees")
+    fidelity.add_argument("--results-dir", default=os.environ.get("NPCBENCH_RESULTS", "results"))
+    fidelity.add_argument("--run-id", help="folder name under --results-dir (default: <UTC time>-fidelity)")
+    fidelity.set_defaults(func=cmd_fidelity)
     overhead = sub.add_parser("overhead", help="latency and CPU the proxy adds: direct to the workers vs through it")
     overhead.add_argument("--requests", type=int, default=200, help="requests per target at concurrency 1")
     overhead.add_argument("--concurrency", type=int, default=16, help="the closed-loop level for saturation")
     overhead.add_argument("--duration-s", type=float, default=30.0, help="seconds per target at that level")
     overhead.add_argument("--label", default="default", help="names the proxy setting measured, e.g. default, tuned")
+    overhead.add_argument("--compare", metavar="NAME", help="also measure a second proxy, labelled NAME, in the same run")
+    overhead.add_argument("--set", action="append", default=[], metavar="PATH=VALUE",
+                          help="the second proxy's settings on top of the stack's spec, e.g. proxy.num_workers=1")
     overhead.add_argument("--results-dir", default=os.environ.get("NPCBENCH_RESULTS", "results"))
     overhead.add_argument("--run-id", help="folder name under --results-dir (default: <UTC time>-overhead-<label>)")
     overhead.set_defaults(func=cmd_overhead)

@@ -76,6 +76,7 @@ TASKS = {
     "interrupted": "The player says: tell me a long story about the war. Answer in character.",
     "multi_turn": "The player says: what news do you have?",
     "planning": "Write a step-by-step quest plan for your faction for the next game day.",
+    "fixed": "Continue.",
 }
 FOLLOW_UPS = ["And then what?", "Who told you that?", "Where should I go next?", "Why does it matter?",
               "What do the others think?", "Can I trust you?"]
@@ -109,6 +110,8 @@ class NPC:
             self.turn += 1
             return [*self.history, {"role": "user", "content": self.rng.choice(FOLLOW_UPS)}]
         self.turn = 0
+        if cls.kind == "fixed":  # like vLLM's random dataset: one user message of `prompt_tokens` random words
+            return [{"role": "user", "content": filler(self.rng, prompt_tokens)}]
         shared = faction_prefix(cls, self.faction) if cls.shared_prefix_share else ""
         own = prompt_tokens - (round(cls.shared_prefix_share * cls.prompt_tokens.mean) if shared else 0)
         state = f"NPC {self.npc_id} state: " + filler(self.rng, own - 2 * MESSAGE_OVERHEAD_TOKENS - 16)

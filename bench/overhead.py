@@ -1,6 +1,7 @@
 """What the LiteLLM proxy adds to each request: the same requests straight to the workers and through the proxy.
 
     python -m bench overhead [--requests 200] [--concurrency 16] [--duration-s 30] [--label default]
+                             [--compare NAME --set proxy.num_workers=1 --set proxy.zero_cost=false]
 
 Against the running stack, on the `light` group, one request shape at a time (plain with 1 output
 token, streamed with 8): at concurrency 1, N requests alternate direct and proxied (so drift hits both
@@ -8,6 +9,9 @@ alike) and the median difference is the added latency; then each target is loade
 given concurrency for a fixed time, which gives requests/s and the proxy's CPU per request (psutil,
 the proxy process and its children). LiteLLM's own view is recorded beside it: the
 `x-litellm-overhead-duration-ms` header per request and `litellm_overhead_latency_metric` from /metrics.
+With `--compare NAME --set ...`, a second proxy rendered from the stack's spec with those overrides
+starts beside the stack's own, in front of the same workers, and is measured in the same run, its
+requests interleaved with the others at concurrency 1: a before/after table from one run.
 Writes results/<run-id>/overhead.json (settings, stack spec, versions, machine, the table) and
 requests.csv (one row per request).
 """
@@ -16,6 +20,7 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+import json
 import time
 from pathlib import Path
 from typing import Literal
@@ -23,14 +28,18 @@ from typing import Literal
 import httpx
 import openai
 import pandas as pd
-from pydantic import BaseModel
+import yaml
+from pydantic import BaseModel, Field
 
 from bench.metrics import scrape, total
 from bench.rundir import git_info, machine_info, package_versions, utc_now
 from bench.scrape import process_tree
+from serve.render import litellm_command, litellm_config, proxy_env
+from serve.spec import apply_overrides, parse_spec
 from serve.state import StackState, master_key
+from serve.supervisor import Managed, log_tail, port_is_free
 
-Target = Literal["direct", "proxy"]
+DIRECT, PROXY = "direct", "proxy"  # targets; a compared proxy is named by its --compare label
 Shape = Literal["plain", "stream"]
 PROMPT = [{"role": "user", "content": "The guard sees the player. One word:"}]
 OUTPUT_TOKENS: dict[Shape, int] = {"plain": 1, "stream": 8}
@@ -42,7 +51,7 @@ class Row(BaseModel):
 
     shape: Shape
     concurrency: int
-    target: Target
+    target: str = Field(description="direct, proxy (the stack's), or the label of the compared proxy")
     requests: int
     errors: int
     rps: float
@@ -64,13 +73,22 @@ class OverheadRun(BaseModel):
     versions: dict[str, str | None]
     git: dict
     machine: dict
+    proxies: dict[str, dict] = Field(default_factory=dict, description="per proxy target: its settings as run")
     rows: list[Row] = []
 
 
+class Proxy(BaseModel):
+    """A proxy under measurement: where it listens and the process whose CPU is counted."""
+
+    url: str
+    pid: int
+
+
 class Bench:
-    def __init__(self, state: StackState) -> None:
-        self.state = state
-        self.proxy = openai.AsyncOpenAI(base_url=state.base_url, api_key=master_key(), max_retries=0, timeout=120)
+    def __init__(self, state: StackState, proxies: dict[str, Proxy]) -> None:
+        self.state, self.proxies = state, proxies
+        self.clients = {name: openai.AsyncOpenAI(base_url=p.url + "/v1", api_key=master_key(), max_retries=0,
+                                                 timeout=120) for name, p in proxies.items()}
         light = [w for w in state.workers if w.group == "light"]
         self.direct = [openai.AsyncOpenAI(base_url=w.url + "/v1", api_key="none", max_retries=0, timeout=120)
                        for w in light]
@@ -78,8 +96,8 @@ class Bench:
         self.next_direct = itertools.cycle(self.direct)
         self.rows: list[dict] = []
 
-    async def one(self, target: Target, shape: Shape, concurrency: int) -> None:
-        client, model = (self.proxy, "light") if target == "proxy" else (next(self.next_direct), self.served_name)
+    async def one(self, target: str, shape: Shape, concurrency: int) -> None:
+        client, model = (next(self.next_direct), self.served_name) if target == DIRECT else (self.clients[target], "light")
         stream = shape == "stream"
         row = {"shape": shape, "concurrency": concurrency, "target": target, "ok": False, "header_ms": None}
         start = time.perf_counter()
@@ -98,12 +116,13 @@ class Bench:
         row["latency_ms"] = (time.perf_counter() - start) * 1000
         self.rows.append(row)
 
-    async def paired(self, shape: Shape, n: int) -> None:
+    async def interleaved(self, shape: Shape, n: int) -> None:
+        """n rounds of one request to each target in turn, so drift over the phase hits every target alike."""
         for _ in range(n):
-            await self.one("direct", shape, 1)
-            await self.one("proxy", shape, 1)
+            for target in (DIRECT, *self.proxies):
+                await self.one(target, shape, 1)
 
-    async def closed_loop(self, target: Target, shape: Shape, concurrency: int, duration_s: float) -> None:
+    async def closed_loop(self, target: str, shape: Shape, concurrency: int, duration_s: float) -> None:
         deadline = time.perf_counter() + duration_s
 
         async def user() -> None:
@@ -118,9 +137,9 @@ def proxy_cpu_s(pid: int) -> float:
     return sum(sum(p.cpu_times()[:2]) for p in process_tree(pid))
 
 
-def litellm_overhead(state: StackState) -> tuple[float, float]:
+def litellm_overhead(proxy: Proxy) -> tuple[float, float]:
     with httpx.Client(follow_redirects=True) as client:  # the proxy answers /metrics with a 307 to /metrics/
-        samples = scrape(state.proxy.url, client, headers={"Authorization": f"Bearer {master_key()}"})
+        samples = scrape(proxy.url, client, headers={"Authorization": f"Bearer {master_key()}"})
     return total(samples, OVERHEAD_METRIC + "_sum"), total(samples, OVERHEAD_METRIC + "_count")
 
 
@@ -128,7 +147,7 @@ def phase_row(df: pd.DataFrame, elapsed_s: float, cpu_s: float | None, metric: t
     ok = df[df.ok]
     row = {"requests": len(df), "errors": int((~df.ok).sum()), "rps": round(len(ok) / elapsed_s, 2),
            "latency_p50_ms": round(ok.latency_ms.median(), 2), "latency_p95_ms": round(ok.latency_ms.quantile(0.95), 2)}
-    if df.target.iloc[0] == "proxy":
+    if df.target.iloc[0] != DIRECT:
         headers = ok.header_ms.dropna()
         row["litellm_header_p50_ms"] = round(headers.median(), 2) if len(headers) else None
         if metric and metric[1]:
@@ -138,55 +157,97 @@ def phase_row(df: pd.DataFrame, elapsed_s: float, cpu_s: float | None, metric: t
     return row
 
 
-async def measure(state: StackState, n: int, concurrency: int, duration_s: float) -> tuple[list[Row], pd.DataFrame]:
-    bench = Bench(state)
+async def measure(state: StackState, proxies: dict[str, Proxy], n: int, concurrency: int,
+                  duration_s: float) -> tuple[list[Row], pd.DataFrame]:
+    bench = Bench(state, proxies)
     rows: list[Row] = []
     for shape in ("plain", "stream"):
-        # Warm-up, not recorded: connections, the proxy's first-request paths, the workers' prefix cache.
+        # Warm-up, not recorded: connections, the proxies' first-request paths, the workers' prefix cache.
         warm_from = len(bench.rows)
-        await bench.paired(shape, 5)
+        await bench.interleaved(shape, 5)
         del bench.rows[warm_from:]
-        for level in (1, concurrency):
-            for target in ("direct", "proxy"):
-                if level == 1 and target == "proxy":
-                    continue  # measured with direct, interleaved
+        # Concurrency 1: every target in one phase, interleaved. Then each target loaded on its own.
+        for level, targets in ((1, [None]), (concurrency, [DIRECT, *proxies])):
+            for target in targets:
                 before_rows = len(bench.rows)
-                cpu0, metric0, t0 = proxy_cpu_s(state.proxy.pid), litellm_overhead(state), time.perf_counter()
-                if level == 1:
-                    await bench.paired(shape, n)
+                cpu0 = {name: proxy_cpu_s(p.pid) for name, p in proxies.items()}
+                metric0 = {name: litellm_overhead(p) for name, p in proxies.items()}
+                t0 = time.perf_counter()
+                if target is None:
+                    await bench.interleaved(shape, n)
                 else:
                     await bench.closed_loop(target, shape, level, duration_s)
                 elapsed = time.perf_counter() - t0
-                cpu, metric1 = proxy_cpu_s(state.proxy.pid) - cpu0, litellm_overhead(state)
-                metric = (metric1[0] - metric0[0], metric1[1] - metric0[1])
                 phase = pd.DataFrame(bench.rows[before_rows:])
-                for name, part in phase.groupby("target"):
-                    # At concurrency 1 the two targets share the phase's wall time; each took its own share.
+                for name, part in phase.groupby("target", sort=False):
+                    # At concurrency 1 the targets share the phase's wall time; each took its own share.
                     span = part.latency_ms.sum() / 1000 if level == 1 else elapsed
-                    only_proxy = name == "proxy"
+                    cpu = metric = None
+                    if name in proxies:
+                        cpu = proxy_cpu_s(proxies[name].pid) - cpu0[name]
+                        metric1 = litellm_overhead(proxies[name])
+                        metric = (metric1[0] - metric0[name][0], metric1[1] - metric0[name][1])
                     rows.append(Row(shape=shape, concurrency=level, target=name,
-                                    **phase_row(part, span, cpu if only_proxy else None,
-                                                metric if only_proxy else None)))
+                                    **phase_row(part, span, cpu, metric)))
                 done = rows[-phase.target.nunique():]
                 print(f"[overhead] {shape:6} c={level:<3} " + ", ".join(
                     f"{r.target} {r.rps} rps p50 {r.latency_p50_ms} ms" for r in done), flush=True)
         for level in (1, concurrency):
-            direct, proxy = (next(r for r in rows if (r.shape, r.concurrency, r.target) == (shape, level, t))
-                             for t in ("direct", "proxy"))
-            proxy.added_p50_ms = round(proxy.latency_p50_ms - direct.latency_p50_ms, 2)
+            here = {r.target: r for r in rows if (r.shape, r.concurrency) == (shape, level)}
+            for name in proxies:
+                here[name].added_p50_ms = round(here[name].latency_p50_ms - here[DIRECT].latency_p50_ms, 2)
     return rows, pd.DataFrame(bench.rows)
 
 
+def compared_proxy(state: StackState, overrides: list[str], out: Path) -> tuple[Managed, dict]:
+    """A second proxy in front of the stack's workers: the stack's spec with `overrides`, on the next free port."""
+    out = out.resolve()  # the proxy runs in the folder of its log
+    data = apply_overrides(json.loads(json.dumps(state.spec)), overrides)
+    port = next(p for p in range(state.spec["proxy"]["port"] + 100, 65535) if port_is_free("127.0.0.1", p))
+    spec = parse_spec(apply_overrides(data, [f"proxy.port={port}"]), source="--set overrides")
+    config = out / "compared-litellm.yaml"
+    config.write_text(yaml.safe_dump(litellm_config(spec), sort_keys=False))  # names the key's variable, not the key
+    metrics_dir = out / "compared-proxy-metrics"
+    metrics_dir.mkdir()
+    proxy = Managed(name="compared proxy", url=spec.proxy_url(), health_path="/health/readiness",
+                    command=litellm_command(spec, str(config)), env=proxy_env(spec, master_key(), metrics_dir),
+                    log=out / "compared-proxy.log")
+    return proxy, spec.proxy.model_dump()
+
+
+def wait_ready(proxy: Managed, timeout_s: float = 300) -> None:
+    deadline = time.monotonic() + timeout_s
+    with httpx.Client() as client:
+        while not proxy.healthy(client):
+            if proxy.exited() is not None or time.monotonic() > deadline:
+                raise RuntimeError(f"the compared proxy did not start:\n{log_tail(proxy.log)}\nfull log: {proxy.log}")
+            time.sleep(1)
+
+
 def run_overhead(state: StackState, results_dir: Path, run_id: str, label: str, n: int, concurrency: int,
-                 duration_s: float) -> OverheadRun:
+                 duration_s: float, compare: str | None = None, overrides: list[str] | None = None) -> OverheadRun:
     out = results_dir / run_id
     out.mkdir(parents=True, exist_ok=False)
     record = OverheadRun(run_id=run_id, label=label, started_at=utc_now(),
                          settings={"requests_at_c1": n, "concurrency": concurrency, "duration_s": duration_s,
-                                   "group": "light", "output_tokens": OUTPUT_TOKENS, "prompt": PROMPT},
+                                   "group": "light", "output_tokens": OUTPUT_TOKENS, "prompt": PROMPT,
+                                   "compare": compare, "compare_overrides": overrides or []},
                          stack=state.spec, versions=package_versions(), git=git_info(),
-                         machine=machine_info().model_dump())
-    rows, requests = asyncio.run(measure(state, n, concurrency, duration_s))
+                         machine=machine_info().model_dump(), proxies={PROXY: state.spec["proxy"]})
+    proxies = {PROXY: Proxy(url=state.proxy.url, pid=state.proxy.pid)}
+    other = None
+    try:
+        if compare:
+            other, record.proxies[compare] = compared_proxy(state, overrides or [], out)
+            print(f"[overhead] starting the compared proxy '{compare}' ({' '.join(overrides or [])}) on {other.url}",
+                  flush=True)
+            other.start()
+            wait_ready(other)
+            proxies[compare] = Proxy(url=other.url, pid=other.pid)
+        rows, requests = asyncio.run(measure(state, proxies, n, concurrency, duration_s))
+    finally:
+        if other:
+            other.stop()
     record.rows, record.ended_at = rows, utc_now()
     requests.to_csv(out / "requests.csv", index=False)
     (out / "overhead.json").write_text(record.model_dump_json(indent=2))

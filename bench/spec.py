@@ -18,7 +18,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 BENCH_DIR = Path(__file__).parent
 CLASSES_FILE = BENCH_DIR / "classes.toml"
 MIXES_DIR = BENCH_DIR / "mixes"
-Kind = Literal["ambient", "tool_call", "dialogue", "interrupted", "multi_turn", "planning"]
+Kind = Literal["ambient", "tool_call", "dialogue", "interrupted", "multi_turn", "planning", "fixed"]
 Scale = Literal["cpu", "gpu"]
 
 
@@ -146,6 +146,13 @@ class SteppedRamp(_Strict):
 Shape = Annotated[Union[ClosedLoop, Poisson, TickBurst, SteppedRamp], Field(discriminator="kind")]
 
 
+class Lengths(_Strict):
+    """A mix's own prompt and output lengths for one of its classes, in place of the class's."""
+
+    prompt_tokens: LengthDist | None = None
+    output_tokens: LengthDist | None = None
+
+
 class Mix(_Strict):
     name: str
     description: str = ""
@@ -153,6 +160,7 @@ class Mix(_Strict):
     weights: dict[str, float] = Field(description="class name -> relative weight")
     shape: Shape
     seed: int = 0
+    lengths: dict[str, Lengths] = Field(default_factory=dict, description="class name -> lengths for this mix")
 
     @model_validator(mode="after")
     def _weights(self) -> Mix:
@@ -216,8 +224,16 @@ def load_mix(name_or_path: str, npcs: int = 0, rate_rps: float = 0.0, duration_s
     unknown = sorted(set(mix.weights) - set(classes))
     if unknown:
         raise MixError(f"mix {mix.name}: unknown classes {', '.join(unknown)}; known: {', '.join(sorted(classes))}")
-    used = {name: classes[name] for name, weight in mix.weights.items() if weight > 0}
+    if unknown := sorted(set(mix.lengths) - set(mix.weights)):
+        raise MixError(f"mix {mix.name}: [lengths] names {', '.join(unknown)}, which the mix does not weigh")
+    used = {name: replace_lengths(classes[name], mix.lengths.get(name)) for name, weight in mix.weights.items() if weight > 0}
     return ResolvedMix(mix=mix, classes=used)
+
+
+def replace_lengths(cls: TrafficClass, lengths: Lengths | None) -> TrafficClass:
+    if lengths is None:
+        return cls
+    return cls.model_copy(update={field: getattr(lengths, field) for field in lengths.model_fields_set})
 
 
 def shape_overrides(shape: Any, npcs: int = 0, rate_rps: float = 0.0, duration_s: float = 0.0) -> dict[str, Any]:

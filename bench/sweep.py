@@ -1,9 +1,12 @@
-"""A sweep: a grid over serve settings and load levels, like `vllm bench sweep`.
+"""A sweep: serve settings x load levels, like `vllm bench sweep`.
 
-For each serve setting the stack is restarted (`python -m serve up --detach --set ...`), each load
-level is run (`python -m bench run`), and the stack is stopped. Every point writes its own run
-folder under `results/sweep-<name>/`, and `index.json` / `index.csv` list them with their settings.
-A stopped sweep resumes: points whose run folder is complete are not run again.
+Serve settings are a grid (`[serve]`: dotted profile path -> values) or a list (`[[points]]`); load
+levels are a grid (`[load]`: mix, npcs, rate_rps, duration_s -> values). For each serve setting the
+stack is restarted (`python -m serve up --detach --set ...`, its start-up timed), each load level is
+run (`python -m bench run`), and the stack is stopped. Every point writes its own run folder under
+`results/sweep-<name>/`; `index.json` / `index.csv` list them with their settings, the stack's
+start-up time and the run's key figures. A stopped sweep resumes: points whose run folder is
+complete are not run again.
 """
 
 from __future__ import annotations
@@ -40,6 +43,8 @@ class SweepSpec(BaseModel):
     scrape_interval_s: float = Field(2.0, gt=0)
     html_report: bool = Field(True, description="false: Locust's CSVs only, for sample sets kept in git")
     serve: dict[str, list[Any]] = Field(default_factory=dict, description="dotted profile path -> values")
+    points: list[dict[str, Any]] = Field(default_factory=list, description="serve settings named one by one "
+                                         "(dotted path -> value; {} is the profile as is), instead of a grid")
     load: dict[str, list[Any]] = Field(default_factory=dict, description="mix / npcs / rate_rps / duration_s -> values")
 
 
@@ -57,12 +62,18 @@ def load_sweep(path: Path) -> SweepSpec:
         raise MixError(f"sweep {path}: unknown load keys {sorted(unknown)}; use {sorted(LOAD_KEYS)}")
     for mix in sweep.load.get("mix", [sweep.mix]):
         load_mix(mix)
-    for point in grid(sweep.serve):  # every serve setting must make a valid spec before anything starts
+    if sweep.points and sweep.serve:
+        raise MixError(f"sweep {path}: give serve settings as a [serve] grid or as [[points]], not both")
+    for point in serve_points(sweep):  # every serve setting must make a valid spec before anything starts
         try:
             load_profile(sweep.profile, overrides(point))
         except SpecError as exc:
             raise MixError(f"sweep {path}: serve point {point} is invalid: {exc}") from None
     return sweep
+
+
+def serve_points(sweep: SweepSpec) -> list[dict[str, Any]]:
+    return sweep.points or grid(sweep.serve)
 
 
 def overrides(point: dict[str, Any]) -> list[str]:
@@ -84,10 +95,10 @@ def run_sweep(path: Path, results_dir: Path, resume: bool = True) -> int:
     (sweep_dir / "sweep.json").write_text(sweep.model_dump_json(indent=2))
     index: list[dict[str, Any]] = []
     startup = _previous_startup(sweep_dir)
-    serve_points, load_points = grid(sweep.serve), grid(sweep.load)
-    print(f"sweep {path.stem}: {len(serve_points)} serve settings x {len(load_points)} load levels -> {sweep_dir}")
+    settings, load_points = serve_points(sweep), grid(sweep.load)
+    print(f"sweep {path.stem}: {len(settings)} serve settings x {len(load_points)} load levels -> {sweep_dir}")
     try:
-        for i, serve_point in enumerate(serve_points):
+        for i, serve_point in enumerate(settings):
             runs = [(f"s{i}-l{j}", load_point) for j, load_point in enumerate(load_points)]
             todo = [(run_id, lp) for run_id, lp in runs if not (resume and is_complete(sweep_dir / run_id))]
             if todo:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import sys
+from pathlib import Path
 from typing import Any
 
 from serve.spec import StackSpec, WorkerSpec
@@ -25,6 +26,20 @@ LITELLM_OFFLINE_ENV = {
     "LITELLM_LOCAL_POLICY_TEMPLATES": "True",
     "LITELLM_TELEMETRY": "False",
 }
+
+
+ZERO_COST = {"input_cost_per_token": 0.0, "output_cost_per_token": 0.0}
+PROMETHEUS_MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
+
+
+def proxy_env(spec: StackSpec, key: str, metrics_dir: Path) -> dict[str, str]:
+    """Environment of the proxy on top of the supervisor's: offline switches, the key, and with several proxy
+    processes a shared folder for their Prometheus counters (each process would otherwise answer /metrics with
+    only its own). The caller empties `metrics_dir` before each start."""
+    env = {**LITELLM_OFFLINE_ENV, MASTER_KEY_ENV: key}
+    if spec.proxy.num_workers > 1:
+        env[PROMETHEUS_MULTIPROC_ENV] = str(metrics_dir)
+    return env
 
 
 def vllm_args(spec: StackSpec, worker: WorkerSpec) -> list[str]:
@@ -85,7 +100,7 @@ def litellm_config(spec: StackSpec) -> dict[str, Any]:
                 "timeout": proxy.timeout_s,
                 "stream_timeout": proxy.stream_timeout_s,
             },
-            "model_info": {"id": worker.name},
+            "model_info": {"id": worker.name, **(ZERO_COST if proxy.zero_cost else {})},
         }
         for worker in spec.workers
     ]

@@ -104,7 +104,10 @@ class ProxySpec(_Strict):
 
     host: str = "127.0.0.1"
     port: int = Field(4000, ge=1024, le=65535)
-    num_workers: int = Field(1, ge=1)
+    num_workers: int = Field(1, ge=1, description="proxy processes; each keeps its own routing state (cooldowns, "
+                             "session pins, busy counts) unless they share a Redis, and /metrics is merged from all")
+    zero_cost: bool = Field(True, description="declare the workers free (cost 0 per token): LiteLLM otherwise looks up "
+                            "a price for every response of a model it has none for, and logs that it found none")
     routing_strategy: Literal["simple-shuffle", "least-busy", "latency-based-routing", "usage-based-routing-v2",
                               "session-affinity"] = Field(
         "simple-shuffle", description="LiteLLM's strategies, or `session-affinity`: each NPC (the request's "

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import ctypes
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -25,7 +26,7 @@ import yaml
 
 from serve import paths
 from serve.provision import is_provisioned
-from serve.render import LITELLM_OFFLINE_ENV, MASTER_KEY_ENV, litellm_command, litellm_config, vllm_command, vllm_env
+from serve.render import litellm_command, litellm_config, proxy_env, vllm_command, vllm_env
 from serve.spec import SpecError, StackSpec, WorkerSpec
 from serve.state import ProcessState, StackState, WorkerState, now_iso, pid_alive, write_state
 
@@ -194,7 +195,7 @@ class Supervisor:
         self.proxy = Managed(
             name="proxy", url=spec.proxy_url(), health_path="/health/readiness",
             command=litellm_command(spec, str(config_path)),
-            env={**LITELLM_OFFLINE_ENV, MASTER_KEY_ENV: key}, log=self.logs / "proxy.log",
+            env=proxy_env(spec, key, self.dir / "proxy-metrics"), log=self.logs / "proxy.log",
         )
         self.config_path = config_path
         self.state = StackState(
@@ -219,6 +220,8 @@ class Supervisor:
         signal.signal(signal.SIGTERM, self._on_sigterm)
         self.dir.mkdir(parents=True, exist_ok=True)
         self.config_path.write_text(yaml.safe_dump(litellm_config(self.spec), sort_keys=False))
+        shutil.rmtree(self.dir / "proxy-metrics", ignore_errors=True)  # counters of an earlier stack
+        (self.dir / "proxy-metrics").mkdir()
         self._publish()
         try:
             with httpx.Client() as client:

@@ -12,7 +12,7 @@ from bench.spec import LengthDist, MixError, check_fits, load_classes, load_mix,
 @pytest.mark.parametrize("scale", ["cpu", "gpu"])
 def test_every_class_is_defined_at_both_scales(scale: str) -> None:
     classes = load_classes(scale)
-    assert set(classes) == {"ambient", "tool_call", "dialogue", "interrupted", "multi_turn", "planning"}
+    assert set(classes) == {"ambient", "tool_call", "dialogue", "interrupted", "multi_turn", "planning", "fixed"}
     assert classes["planning"].priority > classes["ambient"].priority  # background goes last
     assert classes["tool_call"].tools and classes["dialogue"].stream
 
@@ -73,3 +73,26 @@ def test_shape_overrides_map_to_the_shape_kind() -> None:
     assert shape_overrides(closed, npcs=5, duration_s=9) == {"users": 5, "duration_s": 9}
     with pytest.raises(MixError, match="--rate-rps applies to a poisson shape"):
         shape_overrides(closed, rate_rps=3)
+
+
+def test_a_mix_sets_its_own_lengths_for_a_class(tmp_path) -> None:
+    path = tmp_path / "m.toml"
+    path.write_text('scale = "cpu"\nweights = { fixed = 1 }\nshape = { kind = "closed", users = 2, think_time_s = 0 }\n'
+                    '[lengths.fixed]\nprompt_tokens = { mean = 100 }\n')
+    fixed = load_mix(str(path)).classes["fixed"]
+    assert fixed.prompt_tokens.mean == 100 and fixed.output_tokens == load_classes("cpu")["fixed"].output_tokens
+    path.write_text(path.read_text().replace("[lengths.fixed]", "[lengths.ambient]"))
+    with pytest.raises(MixError, match="names ambient, which the mix does not weigh"):
+        load_mix(str(path))
+
+
+def test_a_direct_run_needs_a_worker_of_every_class_group() -> None:
+    from types import SimpleNamespace
+
+    from bench.spec import direct_worker
+    workers = [SimpleNamespace(name="heavy-0", group="heavy"), SimpleNamespace(name="light-0", group="light")]
+    assert direct_worker(load_mix("dialogue"), workers, "light-0").name == "light-0"
+    with pytest.raises(MixError, match="serves the light group, but mix npc-cpu has heavy classes too"):
+        direct_worker(load_mix("npc-cpu"), workers, "light-0")
+    with pytest.raises(MixError, match="the stack's workers are heavy-0, light-0"):
+        direct_worker(load_mix("dialogue"), workers, "light-9")

@@ -53,3 +53,11 @@ def test_tool_call_validation() -> None:
     assert "do not validate" in tool_call_problem(message("scan_sector", {"sector": "B7", "depth": 9}))
     assert "do not validate" in tool_call_problem(message("check_inventory", {"item": "gold"}))
     assert "do not validate" in tool_call_problem(message("send_message", '{"to": "npc-1", "text": '))
+
+
+def test_fixed_class_sends_one_user_message_of_random_words() -> None:
+    cls = CLASSES["fixed"]
+    npc = NPC(npc_id="npc-0", rng=random.Random(0))
+    messages = npc.messages(cls, 50)
+    assert [m["role"] for m in messages] == ["user"] and len(messages[0]["content"].split()) == 50
+    assert npc.messages(cls, 50) != messages  # random each time: no shared prefix beyond the chat template

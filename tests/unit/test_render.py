@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from serve.render import MASTER_KEY_ENV, litellm_command, litellm_config, vllm_args, vllm_env
+from serve.render import MASTER_KEY_ENV, litellm_command, litellm_config, proxy_env, vllm_args, vllm_env
 from serve.spec import load_profile
 
 
@@ -111,3 +111,25 @@ def test_exposing_the_proxy_is_an_explicit_override() -> None:
     assert flag(litellm_command(spec, "cfg.yaml"), "--host") == "0.0.0.0"
     assert all(flag(vllm_args(spec, w), "--host") == "127.0.0.1" for w in spec.workers)  # workers stay local
     assert spec.proxy_url() == "http://127.0.0.1:4000"
+
+
+def test_session_affinity_is_simple_shuffle_plus_litellms_session_check() -> None:
+    router = litellm_config(load_profile("cpu", ["proxy.routing_strategy=session-affinity"]))["router_settings"]
+    assert router["routing_strategy"] == "simple-shuffle"
+    assert router["optional_pre_call_checks"] == ["session_affinity"]
+    plain = litellm_config(load_profile("cpu", ["proxy.routing_strategy=least-busy"]))["router_settings"]
+    assert plain["routing_strategy"] == "least-busy" and "optional_pre_call_checks" not in plain
+
+
+def test_several_proxy_processes_share_one_metrics_folder(tmp_path) -> None:
+    one = proxy_env(load_profile("cpu", ["proxy.num_workers=1"]), "k" * 32, tmp_path)
+    two = proxy_env(load_profile("cpu", ["proxy.num_workers=2"]), "k" * 32, tmp_path)
+    assert "PROMETHEUS_MULTIPROC_DIR" not in one
+    assert two["PROMETHEUS_MULTIPROC_DIR"] == str(tmp_path) and two[MASTER_KEY_ENV] == "k" * 32
+
+
+def test_workers_are_declared_free_unless_told() -> None:
+    infos = [m["model_info"] for m in litellm_config(load_profile("cpu"))["model_list"]]
+    assert all(i["input_cost_per_token"] == 0 and i["output_cost_per_token"] == 0 for i in infos)
+    infos = [m["model_info"] for m in litellm_config(load_profile("cpu", ["proxy.zero_cost=false"]))["model_list"]]
+    assert all(set(i) == {"id"} for i in infos)

@@ -73,3 +73,13 @@ def test_memory_trend_fits_the_second_half_of_the_run() -> None:
     trend = memory_trend(frame)
     assert trend["proxy"] == {"start_mib": 540.0, "end_mib": 500.0, "peak_mib": 540.0, "late_slope_mib_per_min": 0.0}
     assert trend["heavy-0"]["late_slope_mib_per_min"] == 60.0
+
+
+def test_prefix_cache_hit_rates_per_worker_group_and_all() -> None:
+    from bench.summary import prefix_cache_hit_rates
+
+    rates = prefix_cache_hit_rates(hits={"light-0": 30, "light-1": 10, "heavy-0": 0},
+                                   queries={"light-0": 100, "light-1": 100, "heavy-0": 0},
+                                   groups={"light-0": "light", "light-1": "light", "heavy-0": "heavy"})
+    assert rates == {"light-0": 0.3, "light-1": 0.1, "heavy-0": None, "group:heavy": None, "group:light": 0.2,
+                     "all": 0.2}

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from bench.spec import MixError
-from bench.sweep import grid, load_sweep, overrides
+from bench.sweep import grid, load_sweep, overrides, serve_points
 
 SWEEPS = __import__("pathlib").Path(__file__).parents[2] / "bench" / "sweeps"
 
@@ -38,4 +38,23 @@ def test_unknown_load_key(tmp_path) -> None:
     path = tmp_path / "bad.toml"
     path.write_text('[load]\nusers = [4]\n')
     with pytest.raises(MixError, match="unknown load keys"):
+        load_sweep(path)
+
+
+def test_serve_settings_can_be_listed_one_by_one(tmp_path) -> None:
+    path = tmp_path / "points.toml"
+    path.write_text('[[points]]\n\n[[points]]\n"groups.light.max_num_seqs" = 4\n"groups.heavy.max_num_seqs" = 4\n'
+                    '[load]\nmix = ["ambient", "npc-cpu"]\n')
+    sweep = load_sweep(path)
+    assert serve_points(sweep) == [{}, {"groups.light.max_num_seqs": 4, "groups.heavy.max_num_seqs": 4}]
+    assert grid(sweep.load) == [{"mix": "ambient"}, {"mix": "npc-cpu"}]
+    path.write_text(path.read_text() + '[serve]\n"groups.light.max_num_seqs" = [4]\n')
+    with pytest.raises(MixError, match="not both"):
+        load_sweep(path)
+
+
+def test_an_unknown_mix_in_the_load_grid_fails_before_anything_starts(tmp_path) -> None:
+    path = tmp_path / "bad.toml"
+    path.write_text('[load]\nmix = ["npc-cpu", "no-such-mix"]\n')
+    with pytest.raises(MixError, match="unknown mix 'no-such-mix'"):
         load_sweep(path)
