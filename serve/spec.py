@@ -110,7 +110,7 @@ class ProxySpec(_Strict):
                             "a price for every response of a model it has none for, and logs that it found none")
     routing_strategy: Literal["simple-shuffle", "least-busy", "latency-based-routing", "usage-based-routing-v2",
                               "session-affinity"] = Field(
-        "simple-shuffle", description="LiteLLM's strategies, or `session-affinity`: each NPC (the request's "
+        "session-affinity", description="LiteLLM's strategies, or `session-affinity`: each NPC (the request's "
         "`metadata.session_id`) stays on the worker that served it first, where its prefix is cached; new NPCs "
         "are spread by simple-shuffle, and a worker in cooldown loses its NPCs to the others")
     num_retries: int = Field(2, ge=0)

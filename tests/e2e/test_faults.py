@@ -1,6 +1,6 @@
 """Worker and proxy faults while NPC traffic runs, against the real stack. Each test prints its counts.
 
-Order matters and is kept by the file: heavy-0 is killed under load (and restarts), then both heavy
+Order matters and is kept by the file: a heavy worker is killed under load (and restarts), then both heavy
 workers (and both restart), then the proxy. Every test waits until the stack is whole again, but the
 last, which runs just before `down` and leaves the stack without a proxy: the supervisor gives up on it.
 """
@@ -90,20 +90,23 @@ def test_killing_one_heavy_worker_under_load_fails_no_plain_request(stack: dict,
     bench = subprocess.Popen([sys.executable, "-m", "bench", "run", "--mix", str(mix), "--results-dir", str(tmp_path),
                               "--run-id", "run", "--no-html-report"], stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                              text=True)
-    while not (run_dir / "requests.jsonl").exists() or not any(
-            r["worker"] == "heavy-0" for r in records(run_dir)):
+    # The victim is the first heavy worker seen serving the load (with session affinity, the NPCs of a
+    # run may all be pinned to one of the two); its twin is the other.
+    while not (run_dir / "requests.jsonl").exists() or not any(r["worker"] for r in records(run_dir)):
         assert bench.poll() is None, bench.stdout.read()
         time.sleep(1)
+    victim = next(r["worker"] for r in records(run_dir) if r["worker"])
+    twin = next(w["name"] for w in stack["workers"] if w["group"] == "heavy" and w["name"] != victim)
     # One stream in flight on the worker to be killed, one on its twin.
-    doomed, spared = open_stream_on(client, "heavy-0"), open_stream_on(client, "heavy-1")
-    streams = {"heavy-0": {}, "heavy-1": {}}
+    doomed, spared = open_stream_on(client, victim), open_stream_on(client, twin)
+    streams = {victim: {}, twin: {}}
     readers = [threading.Thread(target=read_stream, args=(s, streams[w])) for w, s in
-               (("heavy-0", doomed), ("heavy-1", spared))]
+               ((victim, doomed), (twin, spared))]
     for reader in readers:
         reader.start()
     time.sleep(2)
     killed_at = time.time()
-    os.kill(process("heavy-0")["pid"], signal.SIGKILL)
+    os.kill(process(victim)["pid"], signal.SIGKILL)
     for reader in readers:
         reader.join()
     output, _ = bench.communicate()
@@ -113,32 +116,33 @@ def test_killing_one_heavy_worker_under_load_fails_no_plain_request(stack: dict,
     outcomes = Counter(r["outcome"] for r in done)
     after = Counter(r["worker"] for r in done if r["t_start"] > killed_at)
     failures = [(r["outcome"], r["error"]) for r in done if r["outcome"] in ("error", "timeout")]
-    counts(f"heavy-0 SIGKILLed under load: {len(done)} plain heavy requests, outcomes {dict(outcomes)}, "
-          f"started after the kill served by {dict(after)}; failures: {failures}")
-    counts(f"streams: on heavy-0 {streams['heavy-0']}, on heavy-1 {streams['heavy-1']}")
+    counts(f"{victim} SIGKILLed under load: {len(done)} plain heavy requests, outcomes {dict(outcomes)}, "
+           f"started after the kill served by {dict(after)}; failures: {failures}")
+    counts(f"streams: on {victim} {streams[victim]}, on {twin} {streams[twin]}")
     assert failures == []
-    assert after["heavy-1"] > 0
+    assert after[twin] > 0
     # The stream on the killed worker ends at once with an error that says what happened, not a hang.
-    assert streams["heavy-0"]["outcome"] == "APIError" and "Hosted_vllmException" in streams["heavy-0"]["error"]
-    assert streams["heavy-1"] == {"outcome": "complete", "chunks": streams["heavy-1"]["chunks"]}
+    assert streams[victim]["outcome"] == "APIError" and "Hosted_vllmException" in streams[victim]["error"]
+    assert streams[twin] == {"outcome": "complete", "chunks": streams[twin]["chunks"]}
 
-    heavy_0 = wait_restarted("heavy-0", restarts=1)
+    restarted = wait_restarted(victim, restarts=1)
     # Requests that failed on it while it was down put it in LiteLLM's cooldown; once that has passed,
     # the proxy routes to it again.
     cooldown_s = stack["spec"]["proxy"]["cooldown_time_s"]
-    before, sent, healthy_at = served(heavy_0), 0, time.monotonic()
-    while served(heavy_0) == before and time.monotonic() < healthy_at + 3 * cooldown_s:
+    before, sent, healthy_at = served(restarted), 0, time.monotonic()
+    while served(restarted) == before and time.monotonic() < healthy_at + 3 * cooldown_s:
         client.chat.completions.create(model="heavy", messages=[{"role": "user", "content": f"Say {sent}."}],
                                        max_tokens=2)
         sent += 1
-    counts(f"after its restart heavy-0 was routed to again within {sent} heavy requests, "
-          f"{time.monotonic() - healthy_at:.0f} s after it was healthy (cooldown {cooldown_s:.0f} s)")
-    assert served(heavy_0) > before
+    counts(f"after its restart {victim} was routed to again within {sent} heavy requests, "
+           f"{time.monotonic() - healthy_at:.0f} s after it was healthy (cooldown {cooldown_s:.0f} s)")
+    assert served(restarted) > before
 
 
 def test_with_both_heavy_workers_dead_heavy_requests_fall_back_to_light(stack: dict, client: openai.OpenAI,
                                                                          counts) -> None:
     light_before = {w["name"]: served(w) for w in stack["workers"] if w["group"] == "light"}
+    restarts_before = {name: process(name)["restarts"] for name in ("heavy-0", "heavy-1")}
     for name in ("heavy-0", "heavy-1"):
         os.kill(process(name)["pid"], signal.SIGKILL)
     answered_by, failed = Counter(), []
@@ -156,8 +160,8 @@ def test_with_both_heavy_workers_dead_heavy_requests_fall_back_to_light(stack: d
     assert failed == []
     assert set(answered_by) <= {"light-0", "light-1"}
     assert light_served >= 12
-    wait_restarted("heavy-0", restarts=2)
-    wait_restarted("heavy-1", restarts=1)
+    for name, restarts in restarts_before.items():
+        wait_restarted(name, restarts=restarts + 1)
 
 
 def test_supervisor_restarts_a_killed_proxy_and_status_shows_it(stack: dict, client: openai.OpenAI,
