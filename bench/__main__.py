@@ -167,7 +167,10 @@ def cmd_fidelity(args: argparse.Namespace) -> int:
     run_id = args.run_id or new_run_id("fidelity")
     settings = {"input_len": args.input_len, "output_len": args.output_len, "concurrency": args.concurrency,
                 "num_prompts": args.num_prompts}
-    record = run_fidelity(state, Path(args.results_dir), run_id, args.direct, settings, args.tolerance)
+    try:
+        record = run_fidelity(state, Path(args.results_dir), run_id, args.direct, settings, args.tolerance)
+    except RuntimeError as exc:
+        return fail(str(exc), 1)
     print(fidelity_table(record).to_string(na_rep="-"))
     verdict = "agree" if record.agree else "DO NOT agree"
     print(f"median TTFT, median ITL and output tokens/s {verdict} within {args.tolerance:.0%}; "

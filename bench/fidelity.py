@@ -131,6 +131,14 @@ def bench_mix(settings: dict, duration_s: float) -> str:
             f'output_tokens = {{ mean = {settings["output_len"]} }}\n')
 
 
+def run_logged(command: list[str], log: Path, what: str) -> None:
+    with log.open("w") as out:
+        code = subprocess.run(command, stdout=out, stderr=subprocess.STDOUT).returncode
+    if code != 0:
+        tail = "\n".join(log.read_text(errors="replace").splitlines()[-15:])
+        raise RuntimeError(f"{what} exited with code {code}:\n{tail}\nfull log: {log}")
+
+
 def run_fidelity(state: StackState, results_dir: Path, run_id: str, worker_name: str, settings: dict,
                  tolerance: float) -> FidelityRun:
     worker = next(w for w in state.workers if w.name == worker_name)
@@ -148,14 +156,14 @@ def run_fidelity(state: StackState, results_dir: Path, run_id: str, worker_name:
 
     print(f"[fidelity] 1/2 vllm bench serve -> {worker.name} ({settings})", flush=True)
     counters = WorkerCounters(worker.url)
-    subprocess.run(vllm_cmd, check=True, stdout=(out / "vllm_bench.log").open("w"), stderr=subprocess.STDOUT)
+    run_logged(vllm_cmd, out / "vllm_bench.log", "vllm bench serve")
     record.vllm = vllm_figures(json.loads((out / "vllm_bench.json").read_text()))
     record.vllm.worker_prompt_tokens_per_request, record.vllm.worker_output_tokens_per_request = counters.per_request()
 
     print(f"[fidelity] 2/2 python -m bench run --direct {worker.name}, {record.vllm.duration_s:.0f} s", flush=True)
     mix_path.write_text(bench_mix(settings, record.vllm.duration_s))
     counters = WorkerCounters(worker.url)
-    subprocess.run(bench_cmd, check=True, stdout=(out / "bench.log").open("w"), stderr=subprocess.STDOUT)
+    run_logged(bench_cmd, out / "bench.log", "python -m bench run")
     record.bench = bench_figures(read_requests(out / "bench"))
     record.bench.worker_prompt_tokens_per_request, record.bench.worker_output_tokens_per_request = counters.per_request()
 

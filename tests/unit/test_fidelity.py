@@ -41,3 +41,12 @@ def test_both_tools_get_the_same_workload(tmp_path) -> None:
     fixed = mix.classes["fixed"]
     assert (fixed.prompt_tokens.mean, fixed.output_tokens.mean, fixed.stream) == (200, 32, True)
     assert (mix.mix.shape.users, mix.mix.shape.think_time_s, mix.mix.shape.duration_s) == (3, 0, 42.0)
+
+
+def test_a_failing_tool_is_reported_with_the_end_of_its_log(tmp_path) -> None:
+    import sys
+
+    from bench.fidelity import run_logged
+
+    with pytest.raises(RuntimeError, match=r"(?s)vllm bench serve exited with code 3:\nboom\nfull log: "):
+        run_logged([sys.executable, "-c", "import sys; print('boom'); sys.exit(3)"], tmp_path / "x.log", "vllm bench serve")
