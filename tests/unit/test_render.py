@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import json
+import sys
+from pathlib import Path
 
 import pytest
 
-from serve.render import MASTER_KEY_ENV, litellm_command, litellm_config, proxy_env, vllm_args, vllm_env
+from serve.render import MASTER_KEY_ENV, litellm_command, litellm_config, proxy_env, vllm_args, vllm_command, vllm_env
 from serve.spec import load_profile
 
 
@@ -29,9 +31,16 @@ def test_cpu_worker_listens_on_loopback_and_serves_local_folder() -> None:
     args = vllm_args(spec, spec.workers[0])
     assert flag(args, "--host") == "127.0.0.1"
     assert flag(args, "--port") == "8001"
-    assert flag(args, "--model").endswith("models/SmolLM2-135M-Instruct")
+    assert args[0].endswith("models/SmolLM2-135M-Instruct")  # `vllm serve MODEL ...`, as vLLM's docs write it
     assert flag(args, "--served-model-name") == "HuggingFaceTB/SmolLM2-135M-Instruct"
     assert "--gpu-memory-utilization" not in args
+
+
+def test_workers_run_vllms_own_command_beside_this_python() -> None:
+    spec = load_profile("cpu")
+    command = vllm_command(spec, spec.workers[0])
+    assert command[0] == str(Path(sys.executable).with_name("vllm"))
+    assert command[1:] == ["serve", *vllm_args(spec, spec.workers[0])]
 
 
 def test_gpu_workers_follow_the_reference_deployment() -> None:
@@ -43,8 +52,8 @@ def test_gpu_workers_follow_the_reference_deployment() -> None:
         assert "--enable-prefix-caching" in args and "--enable-auto-tool-choice" in args
         assert flag(args, "--tool-call-parser") == "hermes"
         assert env["CUDA_VISIBLE_DEVICES"] == str(worker.gpu)
-    assert flag(by_name["heavy-0"][1], "--model") == "Qwen/Qwen2.5-14B-Instruct-AWQ"
-    assert flag(by_name["light-1"][1], "--model") == "Qwen/Qwen3-8B-AWQ"
+    assert by_name["heavy-0"][1][0] == "Qwen/Qwen2.5-14B-Instruct-AWQ"
+    assert by_name["light-1"][1][0] == "Qwen/Qwen3-8B-AWQ"
     assert json.loads(flag(by_name["light-0"][1], "--default-chat-template-kwargs")) == {"enable_thinking": False}
     assert "--default-chat-template-kwargs" not in by_name["heavy-0"][1]
     per_gpu = {}
