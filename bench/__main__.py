@@ -4,7 +4,7 @@
                         [--direct light-0]                                        ... straight to one worker
     python -m bench ui [--mix npc-cpu]                                             Locust web UI on 127.0.0.1:8089
     python -m bench sweep FILE.toml                                                serve settings x load levels
-    python -m bench show RESULTS_DIR                                               a run's per-class summary
+    python -m bench show RUN_DIR [RUN_DIR ...]                                     runs' per-class summaries
     python -m bench overhead [--label NAME]                                        what the proxy adds per request
     python -m bench fidelity [--direct light-0]                                    this bench against vllm bench serve
     python -m bench mixes                                                          the mixes and their classes
@@ -22,6 +22,8 @@ from pathlib import Path
 
 import pandas as pd
 
+from bench.analysis import sweep_index
+from bench.records import lock_mismatch
 from bench.rundir import new_run_id, read_manifest
 from bench.spec import MixError, check_fits, direct_worker, load_mix, mix_names
 from serve.state import pid_alive, read_state
@@ -107,6 +109,9 @@ def print_summary(run_dir: Path) -> None:
     manifest = read_manifest(run_dir)
     summary = manifest.summary
     print(f"\nrun {manifest.run_id}: {manifest.status}, {manifest.duration_s} s, folder {run_dir}")
+    lock = manifest.env_lock
+    print(f"  environment: Python {manifest.versions.get('python')}, "
+          + (f"installed from {lock.lock} (sha256 {lock.lock_sha256[:12]})" if lock else "no recorded lock"))
     for note in manifest.notes:
         print(f"  note: {note}")
     if not summary:
@@ -124,8 +129,20 @@ def print_summary(run_dir: Path) -> None:
         print(pd.DataFrame(memory).T.to_string(na_rep="-"))
 
 
+def run_folders(path: Path) -> list[Path]:
+    """A run folder, or a sweep folder's runs that have started."""
+    if not (path / "index.json").exists():
+        return [path]
+    return [path / point for point in sweep_index(path).path if (path / point / "manifest.json").exists()]
+
+
 def cmd_show(args: argparse.Namespace) -> int:
-    print_summary(Path(args.run_dir))
+    run_dirs = [run for path in args.run_dirs for run in run_folders(Path(path))]
+    for run_dir in run_dirs:
+        print_summary(run_dir)
+    manifests = [read_manifest(run_dir) for run_dir in run_dirs]
+    if warning := lock_mismatch({m.run_id: m.env_lock for m in manifests}):
+        print(f"\nwarning: {warning}", file=sys.stderr)
     return 0
 
 
@@ -207,8 +224,8 @@ def main(argv: list[str] | None = None) -> int:
     sweep.add_argument("--results-dir", default=os.environ.get("NPCBENCH_RESULTS", "results"))
     sweep.add_argument("--restart", action="store_true", help="ignore finished points instead of resuming")
     sweep.set_defaults(func=cmd_sweep)
-    show = sub.add_parser("show", help="print a run's summary")
-    show.add_argument("run_dir")
+    show = sub.add_parser("show", help="print runs' summaries, warning when they came from different locks")
+    show.add_argument("run_dirs", nargs="+", metavar="RUN_DIR", help="a run folder, or a sweep folder for all its runs")
     show.set_defaults(func=cmd_show)
     sub.add_parser("mixes", help="list the mixes").set_defaults(func=cmd_mixes)
     fidelity = sub.add_parser("fidelity", help="this bench and `vllm bench serve` on one worker, one fixed workload")

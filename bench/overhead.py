@@ -32,7 +32,8 @@ import yaml
 from pydantic import BaseModel, Field
 
 from bench.metrics import scrape, total
-from bench.rundir import git_info, machine_info, package_versions, utc_now
+from bench.records import EnvLock
+from bench.rundir import git_info, machine_info, package_versions, env_lock, utc_now
 from bench.scrape import process_tree
 from serve.render import litellm_command, litellm_config, proxy_env
 from serve.spec import apply_overrides, parse_spec
@@ -71,6 +72,7 @@ class OverheadRun(BaseModel):
     settings: dict
     stack: dict
     versions: dict[str, str | None]
+    env_lock: EnvLock | None = None
     git: dict
     machine: dict
     proxies: dict[str, dict] = Field(default_factory=dict, description="per proxy target: its settings as run")
@@ -232,7 +234,7 @@ def run_overhead(state: StackState, results_dir: Path, run_id: str, label: str, 
                          settings={"requests_at_c1": n, "concurrency": concurrency, "duration_s": duration_s,
                                    "group": "light", "output_tokens": OUTPUT_TOKENS, "prompt": PROMPT,
                                    "compare": compare, "compare_overrides": overrides or []},
-                         stack=state.spec, versions=package_versions(), git=git_info(),
+                         stack=state.spec, versions=package_versions(), env_lock=env_lock(), git=git_info(),
                          machine=machine_info().model_dump(), proxies={PROXY: state.spec["proxy"]})
     proxies = {PROXY: Proxy(url=state.proxy.url, pid=state.proxy.pid)}
     other = None

@@ -58,6 +58,26 @@ class Machine(BaseModel):
     platform: str
 
 
+class EnvLock(BaseModel):
+    """The lock a run's Python environment was installed from by `serve/tasks.py` (its `.venv/` stamp)."""
+
+    name: str = Field(description="the environment: cpu or cuda")
+    lock: str = Field(description="the lock file, e.g. serve/locks/cpu.txt")
+    lock_sha256: str
+
+
+def lock_mismatch(runs: dict[str, EnvLock | None]) -> str | None:
+    """A warning when the named runs came from different locks (or some name none), else None."""
+    by_lock: dict[str, list[str]] = {}
+    for run_id, env in runs.items():
+        lock = f"{env.lock} sha256 {env.lock_sha256[:12]}" if env else "no recorded lock"
+        by_lock.setdefault(lock, []).append(run_id)
+    if len(by_lock) < 2:
+        return None
+    return ("these runs came from different Python environments, so package versions may differ: "
+            + "; ".join(f"{lock}: {', '.join(ids)}" for lock, ids in by_lock.items()))
+
+
 class Manifest(BaseModel):
     """Everything needed to read a run folder with no other input."""
 
@@ -70,6 +90,8 @@ class Manifest(BaseModel):
     stack: dict[str, Any] = Field(description="the stack spec as it ran, from `python -m serve status`")
     endpoints: dict[str, str] = Field(description="proxy and worker URLs (never the key)")
     versions: dict[str, str | None]
+    env_lock: EnvLock | None = Field(None, description="the lock the run's environment was installed from; None if "
+                                     "it was not (pixi, a hand-made environment, runs made before locks)")
     kv_cache: dict[str, dict[str, str]] = Field(default_factory=dict,
                                                 description="per worker, its vllm:cache_config_info labels")
     git: dict[str, Any]

@@ -14,6 +14,7 @@ import os
 import platform
 import socket
 import subprocess
+import sys
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -21,7 +22,8 @@ import httpx
 import pandas as pd
 from prometheus_client.parser import text_string_to_metric_families
 
-from bench.records import Machine, Manifest, RequestRecord, RunStatus
+from bench.records import EnvLock, Machine, Manifest, RequestRecord, RunStatus
+from serve.tasks import STAMP_NAME
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 MANIFEST = "manifest.json"
@@ -65,6 +67,12 @@ def package_versions() -> dict[str, str | None]:
         except importlib.metadata.PackageNotFoundError:
             versions[dist] = None
     return versions
+
+
+def env_lock() -> EnvLock | None:
+    """The lock this interpreter's environment was installed from, as `serve/tasks.py` stamped it; None if not."""
+    stamp = Path(sys.prefix) / STAMP_NAME
+    return EnvLock.model_validate_json(stamp.read_text()) if stamp.exists() else None
 
 
 def worker_versions(worker_urls: dict[str, str]) -> dict[str, str | None]:

@@ -7,6 +7,7 @@ import pytest
 
 from bench.fidelity import bench_figures, bench_mix, vllm_command
 from bench.spec import load_mix
+from serve.render import VLLM
 
 
 def test_records_are_read_by_vllms_definitions() -> None:
@@ -33,6 +34,7 @@ def test_both_tools_get_the_same_workload(tmp_path) -> None:
     def value(flag: str) -> str:
         return command[command.index(flag) + 1]
 
+    assert command[:3] == [VLLM, "bench", "serve"]  # vLLM's own command, as its docs run it
     assert (value("--random-input-len"), value("--random-output-len"), value("--max-concurrency")) == ("200", "32", "3")
     assert "--ignore-eos" in command and value("--random-range-ratio") == "0"
     path = tmp_path / "mix.toml"

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import json
+import sys
 from datetime import datetime, timezone
 
-from bench.records import Manifest, RequestRecord
-from bench.rundir import RunDir, machine_info, new_run_id, read_manifest, read_requests, utc_now
+from bench.records import EnvLock, Manifest, RequestRecord, lock_mismatch
+from bench.rundir import RunDir, machine_info, new_run_id, env_lock, read_manifest, read_requests, utc_now
+from serve.tasks import STAMP_NAME
 
 
 def manifest(run_id: str = "r1") -> Manifest:
@@ -53,3 +55,38 @@ def test_run_ids_sort_by_time() -> None:
     earlier = new_run_id("npc-cpu", datetime(2026, 11, 22, 3, 0, 0, tzinfo=timezone.utc))
     later = new_run_id("npc-cpu", datetime(2026, 11, 22, 3, 0, 1, tzinfo=timezone.utc))
     assert earlier == "20261122-030000-npc-cpu" and earlier < later
+
+
+def test_a_run_names_the_lock_its_environment_was_installed_from(tmp_path, monkeypatch) -> None:
+    monkeypatch.setattr(sys, "prefix", str(tmp_path))
+    assert env_lock() is None  # no stamp: not installed by serve/tasks.py (pixi, or by hand)
+    stamp = {"name": "cpu", "lock": "serve/locks/cpu.txt", "lock_sha256": "ab" * 32, "recipe": "3"}
+    (tmp_path / STAMP_NAME).write_text(json.dumps(stamp))  # as serve/tasks.py writes it
+    lock = env_lock()
+    assert lock == EnvLock(name="cpu", lock="serve/locks/cpu.txt", lock_sha256="ab" * 32)
+    run = RunDir(tmp_path / "r4", manifest("r4").model_copy(update={"env_lock": lock}))
+    assert read_manifest(run.path).env_lock == lock
+
+
+def test_runs_from_different_locks_are_flagged() -> None:
+    cpu = EnvLock(name="cpu", lock="serve/locks/cpu.txt", lock_sha256="ab" * 32)
+    relocked = cpu.model_copy(update={"lock_sha256": "cd" * 32})
+    assert lock_mismatch({"a": cpu, "b": cpu}) is None
+    assert lock_mismatch({"old-1": None, "old-2": None}) is None  # folders from before locks: alike
+    warning = lock_mismatch({"a": cpu, "b": relocked, "old": None})
+    assert warning is not None
+    assert "sha256 abababababab: a" in warning and "sha256 cdcdcdcdcdcd: b" in warning
+    assert "no recorded lock: old" in warning
+
+
+def test_show_warns_when_runs_came_from_different_locks(tmp_path, capsys) -> None:
+    from bench.__main__ import main
+
+    for run_id, sha in (("a", "ab"), ("b", "cd")):
+        lock = EnvLock(name="cpu", lock="serve/locks/cpu.txt", lock_sha256=sha * 32)
+        RunDir(tmp_path / run_id, manifest(run_id).model_copy(update={"env_lock": lock})).close("complete")
+    assert main(["show", str(tmp_path / "a")]) == 0
+    shown = capsys.readouterr()
+    assert "installed from serve/locks/cpu.txt (sha256 abababababab)" in shown.out and "warning" not in shown.err
+    assert main(["show", str(tmp_path / "a"), str(tmp_path / "b")]) == 0
+    assert "different Python environments" in capsys.readouterr().err
