@@ -1,6 +1,7 @@
 {
   # A dev shell with pixi in it, for NixOS: `nix develop -c pixi run serve`.
-  # Not exercised by CI (Nix cannot fetch its packages on the CI machines).
+  # Not exercised by CI (Nix cannot fetch its packages on the CI machines), so there is no flake.lock
+  # yet: the first `nix develop` (or `nix flake lock`) writes one; commit it to pin nixpkgs.
   description = "npcbench: serve and benchmark LLM inference for game NPCs";
 
   inputs.nixpkgs.url = "github:NixOS/nixpkgs/nixos-unstable";
