@@ -47,7 +47,7 @@ def validate(args: argparse.Namespace):
     """Fail on a bad mix or a mix that does not fit the running stack, before Locust starts."""
     state = ready_stack()
     mix = load_mix(args.mix, args.npcs, args.rate_rps, args.duration_s)
-    check_fits(mix, {g: spec["max_model_len"] for g, spec in state.spec["groups"].items()})
+    check_fits(mix, state.spec)
     if getattr(args, "direct", None):
         direct_worker(mix, state.workers, args.direct)
     return state, mix
@@ -67,7 +67,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     target = next(w.url for w in state.workers if w.name == args.direct) if args.direct else state.base_url
     print(f"running mix {mix.name} ({mix.mix.shape.kind}, {mix.mix.shape.duration_s:.0f} s) against "
           f"{target}; results -> {run_dir}", flush=True)
-    command = [*locust_args(args, state.spec["proxy"]["timeout_s"]), "--headless", "--only-summary", "--run-dir", str(run_dir),
+    command = [*locust_args(args, state.spec.proxy.timeout_s), "--headless", "--only-summary", "--run-dir", str(run_dir),
                "--exit-code-on-error", "0", "--host", state.base_url, "--loglevel", "WARNING"]
     if args.no_html_report:
         command.append("--skip-html-report")
@@ -100,7 +100,7 @@ def run_until_done(command: list[str]) -> int:
 def cmd_ui(args: argparse.Namespace) -> int:
     state = ready_stack()
     print(f"Locust web UI: http://{args.web_host}:{args.web_port}  (stack: {state.base_url}); Ctrl-C stops it", flush=True)
-    command = [*locust_args(args, state.spec["proxy"]["timeout_s"]), "--web-host", args.web_host, "--web-port", str(args.web_port),
+    command = [*locust_args(args, state.spec.proxy.timeout_s), "--web-host", args.web_host, "--web-port", str(args.web_port),
                "--host", state.base_url]
     return subprocess.run(command).returncode
 
@@ -114,19 +114,21 @@ def print_summary(run_dir: Path) -> None:
           + (f"installed from {lock.lock} (sha256 {lock.lock_sha256[:12]})" if lock else "no recorded lock"))
     for note in manifest.notes:
         print(f"  note: {note}")
-    if not summary:
+    if summary is None:
         print("  (no summary: the run did not finish; requests.jsonl holds what was measured)")
         return
     columns = ["requests", "n_ok", "n_error", "n_timeout", "n_tool_invalid", "n_interrupted", "ttft_p95_s",
                "e2e_p50_s", "e2e_p95_s", "output_tps", "goodput_rps", "slo_attainment", "deadline_miss_rate"]
-    table = pd.DataFrame({**summary["classes"], "ALL": summary["all"]}).T[columns].astype(object)
+    rows = {**summary.classes, "ALL": summary.all}
+    table = pd.DataFrame({name: figures.model_dump() for name, figures in rows.items()}).T[columns].astype(object)
     print(table.to_string(na_rep="-"))
-    server = summary.get("server", {})
-    print(f"  output tokens: client {summary['all']['output_tokens_total']}, "
-          f"workers' vllm:generation_tokens_total {server.get('generation_tokens_total')}")
-    if memory := server.get("memory"):
+    if summary.server is None:
+        return
+    print(f"  output tokens: client {summary.all.output_tokens_total}, "
+          f"workers' vllm:generation_tokens_total {summary.server.generation_tokens_total}")
+    if memory := summary.server.memory:
         print("  resident memory (MiB, each process with its children; slope over the run's second half):")
-        print(pd.DataFrame(memory).T.to_string(na_rep="-"))
+        print(pd.DataFrame({name: trend.model_dump() for name, trend in memory.items()}).T.to_string(na_rep="-"))
 
 
 def run_folders(path: Path) -> list[Path]:

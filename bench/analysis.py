@@ -12,7 +12,6 @@ import pandas as pd
 from bench.capacity import kv_tokens
 from bench.records import Manifest, lock_mismatch
 from bench.rundir import read_manifest, read_requests, read_server_metrics
-from serve.spec import parse_spec
 
 
 @dataclass
@@ -47,14 +46,16 @@ def sweep_points(sweep_dir: str | Path, by: str = "classes") -> pd.DataFrame:
             continue
         manifest = read_manifest(sweep_dir / point["path"])
         manifests.append(manifest)
-        shape = manifest.mix["mix"]["shape"]
-        spec = manifest.stack
-        for name, figures in manifest.summary[by].items():
-            row = {**point, {"classes": "cls", "groups": "group"}[by]: name, "shape": shape["kind"], "offered_npcs": shape.get("users") or shape.get("npcs"),
-                   "tick_hz": shape.get("tick_hz"), "duration_s": manifest.summary["duration_s"], **figures}
+        shape, summary = manifest.mix.mix.shape, manifest.summary
+        if summary is None:
+            continue
+        for name, figures in (summary.classes if by == "classes" else summary.groups).items():
+            row = {**point, {"classes": "cls", "groups": "group"}[by]: name, "shape": shape.kind,
+                   "offered_npcs": getattr(shape, "users", None) or getattr(shape, "npcs", None),
+                   "tick_hz": getattr(shape, "tick_hz", None), "duration_s": summary.duration_s, **figures.model_dump()}
             if by == "groups":
-                row["workers"] = sum(w["group"] == name for w in spec["workers"])
-                row["classes"] = [c for c, cls in manifest.mix["classes"].items() if cls["group"] == name]
+                row["workers"] = sum(w.group == name for w in manifest.stack.workers)
+                row["classes"] = [c for c, cls in manifest.mix.classes.items() if cls.group == name]
             rows.append(row)
     warn_if_mixed_locks(manifests)
     return pd.DataFrame(rows)
@@ -93,7 +94,7 @@ def prefix_cache_hit_rate(server: pd.DataFrame) -> pd.Series:
 def kv_prediction_vs_vllm(manifest: Manifest) -> pd.DataFrame:
     """Per worker: KV tokens predicted from the model's config and the worker's KV space, beside what vLLM
     reported at start-up (`vllm:cache_config_info`), and the error. CPU workers: VLLM_CPU_KVCACHE_SPACE."""
-    spec = parse_spec(manifest.stack)
+    spec = manifest.stack
     rows = []
     for worker in spec.workers:
         reported = manifest.kv_cache.get(worker.name)

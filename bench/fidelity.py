@@ -31,10 +31,9 @@ import pandas as pd
 from pydantic import BaseModel
 
 from bench.metrics import scrape, total
-from bench.records import EnvLock
-from bench.rundir import git_info, machine_info, package_versions, env_lock, read_requests, utc_now
+from bench.records import Provenance
+from bench.rundir import provenance, read_requests, utc_now
 from serve.render import VLLM
-from serve.spec import parse_spec
 from serve.state import StackState
 from serve.supervisor import log_tail
 
@@ -52,7 +51,7 @@ class Figures(BaseModel):
     worker_output_tokens_per_request: float | None = None
 
 
-class FidelityRun(BaseModel):
+class FidelityRun(Provenance):
     run_id: str
     started_at: str
     ended_at: str | None = None
@@ -64,11 +63,6 @@ class FidelityRun(BaseModel):
     differences: dict[str, float] = {}  # (bench - vllm) / vllm
     tolerance: float
     agree: bool | None = None
-    stack: dict
-    versions: dict[str, str | None]
-    env_lock: EnvLock | None = None
-    git: dict
-    machine: dict
 
 
 class WorkerCounters:
@@ -140,8 +134,7 @@ def run_logged(command: list[str], log: Path, what: str) -> None:
 def run_fidelity(state: StackState, results_dir: Path, run_id: str, worker_name: str, settings: dict,
                  tolerance: float) -> FidelityRun:
     worker = next(w for w in state.workers if w.name == worker_name)
-    spec = parse_spec(state.spec)
-    model = spec.models[spec.groups[worker.group].model]
+    model = state.spec.models[state.spec.groups[worker.group].model]
     out = results_dir / run_id
     out.mkdir(parents=True, exist_ok=False)
     mix_path = out / "fixed-mix.toml"
@@ -149,8 +142,8 @@ def run_fidelity(state: StackState, results_dir: Path, run_id: str, worker_name:
     bench_cmd = [sys.executable, "-m", "bench", "run", "--mix", str(mix_path), "--direct", worker.name,
                  "--results-dir", str(out), "--run-id", "bench", "--no-html-report", "--scrape-interval-s", "5"]
     record = FidelityRun(run_id=run_id, started_at=utc_now(), worker=worker.name, settings=settings,
-                         commands={"vllm": vllm_cmd, "bench": bench_cmd}, tolerance=tolerance, stack=state.spec,
-                         versions=package_versions(), env_lock=env_lock(), git=git_info(), machine=machine_info().model_dump())
+                         commands={"vllm": vllm_cmd, "bench": bench_cmd}, tolerance=tolerance,
+                         **dict(provenance(state.spec)))
 
     print(f"[fidelity] 1/2 vllm bench serve -> {worker.name} ({settings})", flush=True)
     counters = WorkerCounters(worker.url)

@@ -27,9 +27,9 @@ from locust.stats import PERCENTILES_TO_REPORT, StatsCSV
 
 from bench.client import Direct, send
 from bench.npc import NPC
-from bench.records import Manifest, RequestRecord, meets_slo
-from bench.rundir import (RunDir, git_info, machine_info, new_run_id, package_versions, env_lock, read_requests,
-                          read_server_metrics, utc_now, worker_cache_config, worker_versions)
+from bench.records import Manifest, RequestRecord, ServerSummary, meets_slo
+from bench.rundir import (RunDir, new_run_id, provenance, read_requests, read_server_metrics, utc_now,
+                          worker_cache_config)
 from bench.scrape import ServerScraper, Target
 from bench.shapes import SHAPES
 from bench.spec import ResolvedMix, check_fits, direct_worker, load_mix, mix_names
@@ -106,7 +106,7 @@ class Run:
         if stack is None or not pid_alive(stack.supervisor_pid) or stack.phase != "ready":
             raise NoStackError("no stack is ready: start it with `python -m serve up --detach` (see `python -m serve status`)")
         mix = load_mix(options.mix, options.npcs, options.rate_rps, options.duration_s)
-        check_fits(mix, {g: spec["max_model_len"] for g, spec in stack.spec["groups"].items()})
+        check_fits(mix, stack.spec)
         self.mix, self.stack = mix, stack
         self.key = master_key()
         self.direct, base_url, api_key = None, stack.base_url, self.key
@@ -115,10 +115,10 @@ class Run:
             self.direct = Direct(worker.name, worker.model)
             base_url, api_key = worker.url + "/v1", "none"
         self.client = openai.OpenAI(base_url=base_url, api_key=api_key, max_retries=0,
-                                    timeout=stack.spec["proxy"]["timeout_s"] + 10)
+                                    timeout=stack.spec.proxy.timeout_s + 10)
         # LiteLLM takes a top-level `priority` for its own proxy-side scheduler, so it is only sent when the
         # group's workers schedule by priority, where it is what the operator asked for.
-        self.priority_groups = {g for g, spec in stack.spec["groups"].items() if spec["scheduling_policy"] == "priority"}
+        self.priority_groups = {name for name, group in stack.spec.groups.items() if group.scheduling_policy == "priority"}
         self.class_names = list(mix.classes)
         self.credit = {name: 0.0 for name in self.class_names}
         self.weight_sum = sum(mix.mix.weights[name] for name in self.class_names)
@@ -133,11 +133,9 @@ class Run:
         path = Path(options.run_dir) if options.run_dir else Path(options.results_dir) / run_id
         workers = {w.name: w.url for w in self.stack.workers}
         manifest = Manifest(
-            run_id=run_id, status="running", started_at=utc_now(),
-            mix=self.mix.model_dump(mode="json"), stack=self.stack.spec,
-            endpoints={"proxy": self.stack.base_url, **workers},
-            versions={**package_versions(), **worker_versions(workers)}, env_lock=env_lock(), kv_cache=worker_cache_config(workers),
-            git=git_info(), machine=machine_info(),
+            run_id=run_id, status="running", started_at=utc_now(), mix=self.mix,
+            endpoints={"proxy": self.stack.base_url, **workers}, kv_cache=worker_cache_config(workers),
+            **dict(provenance(self.stack.spec, workers)),
         )
         if self.direct:
             manifest.notes.append(f"sent straight to worker {self.direct.worker} ({manifest.endpoints[self.direct.worker]}), "
@@ -214,40 +212,39 @@ class Run:
     def stop(self, environment) -> None:
         if self.dir is None:
             return
-        self.inflight.join(timeout=self.stack.spec["proxy"]["timeout_s"])  # open-loop requests still in flight
+        self.inflight.join(timeout=self.stack.spec.proxy.timeout_s)  # open-loop requests still in flight
         self.inflight.kill()
         gevent.killall(self.background)
         self.scraper.scrape_once()  # the last sample closes the counters' window
         duration = time.time() - self.t0
         summary = summarize(read_requests(self.dir.path), duration)
-        summary["server"] = self.server_summary()
-        summary["server"]["memory"] = memory_trend(read_server_metrics(self.dir.path))
+        summary.server = self.server_summary()
         self._write_locust_reports(environment)
         status = "failed" if self.stack_lost else "complete" if self.shape_finished else "interrupted"
         if self.stack_lost:
             self.dir.manifest.notes.append(self.stack_lost)
         self.dir.close(status, summary)
         self.scraper.close()
-        print(f"[bench] run {self.dir.manifest.run_id} {status}: {summary['all']['requests']} requests, "
+        print(f"[bench] run {self.dir.manifest.run_id} {status}: {summary.all.requests} requests, "
               f"results in {self.dir.path}", file=sys.stderr, flush=True)
         self.dir, self.mix = None, None
 
-    def server_summary(self) -> dict:
-        """Token counts the workers counted themselves, beside what the client counted."""
+    def server_summary(self) -> ServerSummary:
+        """Token counts the workers counted themselves, beside what the client counted, and each process's memory."""
         delta = self.scraper.delta
         workers = [w.name for w in self.stack.workers]
         per_worker = {name: delta("vllm:generation_tokens_total").get(name) for name in workers}
-        return {
-            "generation_tokens": per_worker,
-            "generation_tokens_total": sum(v for v in per_worker.values() if v is not None),
-            "prompt_tokens_total": sum(v for k, v in delta("vllm:prompt_tokens_total").items() if k in workers),
-            # vLLM counts a request here when it finishes (stop, length, ...); one the client abandoned never does.
-            "finished_requests": sum(v for k, v in delta("vllm:request_success_total").items() if k in workers),
-            "preemptions": sum(v for k, v in delta("vllm:num_preemptions_total").items() if k in workers),
-            "prefix_cache_hit_rate": prefix_cache_hit_rates(
+        return ServerSummary(
+            generation_tokens=per_worker,
+            generation_tokens_total=sum(v for v in per_worker.values() if v is not None),
+            prompt_tokens_total=sum(v for k, v in delta("vllm:prompt_tokens_total").items() if k in workers),
+            finished_requests=sum(v for k, v in delta("vllm:request_success_total").items() if k in workers),
+            preemptions=sum(v for k, v in delta("vllm:num_preemptions_total").items() if k in workers),
+            prefix_cache_hit_rate=prefix_cache_hit_rates(
                 delta("vllm:prefix_cache_hits_total"), delta("vllm:prefix_cache_queries_total"),
                 {w.name: w.group for w in self.stack.workers}),
-        }
+            memory=memory_trend(read_server_metrics(self.dir.path)),
+        )
 
     def _write_locust_reports(self, environment) -> None:
         stats_csv = StatsCSV(environment, PERCENTILES_TO_REPORT)

@@ -32,11 +32,11 @@ import yaml
 from pydantic import BaseModel, Field
 
 from bench.metrics import scrape, total
-from bench.records import EnvLock
-from bench.rundir import git_info, machine_info, package_versions, env_lock, utc_now
+from bench.records import Provenance
+from bench.rundir import provenance, utc_now
 from bench.scrape import process_tree
 from serve.render import litellm_command, litellm_config, proxy_env
-from serve.spec import apply_overrides, parse_spec
+from serve.spec import ProxySpec, apply_overrides, parse_spec
 from serve.state import StackState, master_key
 from serve.supervisor import Managed, log_tail, port_is_free
 
@@ -64,18 +64,13 @@ class Row(BaseModel):
     proxy_cpu_ms_per_request: float | None = None
 
 
-class OverheadRun(BaseModel):
+class OverheadRun(Provenance):
     run_id: str
     label: str
     started_at: str
     ended_at: str | None = None
     settings: dict
-    stack: dict
-    versions: dict[str, str | None]
-    env_lock: EnvLock | None = None
-    git: dict
-    machine: dict
-    proxies: dict[str, dict] = Field(default_factory=dict, description="per proxy target: its settings as run")
+    proxies: dict[str, ProxySpec] = Field(default_factory=dict, description="per proxy target: its settings as run")
     rows: list[Row] = []
 
 
@@ -94,7 +89,7 @@ class Bench:
         light = [w for w in state.workers if w.group == "light"]
         self.direct = [openai.AsyncOpenAI(base_url=w.url + "/v1", api_key="none", max_retries=0, timeout=120)
                        for w in light]
-        self.served_name = state.spec["models"][state.spec["groups"]["light"]["model"]]["hf_id"]
+        self.served_name = state.spec.models[state.spec.groups["light"].model].hf_id
         self.next_direct = itertools.cycle(self.direct)
         self.rows: list[dict] = []
 
@@ -201,11 +196,11 @@ async def measure(state: StackState, proxies: dict[str, Proxy], n: int, concurre
     return rows, pd.DataFrame(bench.rows)
 
 
-def compared_proxy(state: StackState, overrides: list[str], out: Path) -> tuple[Managed, dict]:
+def compared_proxy(state: StackState, overrides: list[str], out: Path) -> tuple[Managed, ProxySpec]:
     """A second proxy in front of the stack's workers: the stack's spec with `overrides`, on the next free port."""
     out = out.resolve()  # the proxy runs in the folder of its log
-    data = apply_overrides(json.loads(json.dumps(state.spec)), overrides)
-    port = next(p for p in range(state.spec["proxy"]["port"] + 100, 65535) if port_is_free("127.0.0.1", p))
+    data = apply_overrides(state.spec.model_dump(mode="json"), overrides)
+    port = next(p for p in range(state.spec.proxy.port + 100, 65535) if port_is_free("127.0.0.1", p))
     spec = parse_spec(apply_overrides(data, [f"proxy.port={port}"]), source="--set overrides")
     config = out / "compared-litellm.yaml"
     config.write_text(yaml.safe_dump(litellm_config(spec), sort_keys=False))  # names the key's variable, not the key
@@ -214,7 +209,7 @@ def compared_proxy(state: StackState, overrides: list[str], out: Path) -> tuple[
     proxy = Managed(name="compared proxy", url=spec.proxy_url(), health_path="/health/readiness",
                     command=litellm_command(spec, str(config)), env=proxy_env(spec, master_key(), metrics_dir),
                     log=out / "compared-proxy.log")
-    return proxy, spec.proxy.model_dump()
+    return proxy, spec.proxy
 
 
 def wait_ready(proxy: Managed, timeout_s: float = 300) -> None:
@@ -234,8 +229,7 @@ def run_overhead(state: StackState, results_dir: Path, run_id: str, label: str, 
                          settings={"requests_at_c1": n, "concurrency": concurrency, "duration_s": duration_s,
                                    "group": "light", "output_tokens": OUTPUT_TOKENS, "prompt": PROMPT,
                                    "compare": compare, "compare_overrides": overrides or []},
-                         stack=state.spec, versions=package_versions(), env_lock=env_lock(), git=git_info(),
-                         machine=machine_info().model_dump(), proxies={PROXY: state.spec["proxy"]})
+                         proxies={PROXY: state.spec.proxy}, **dict(provenance(state.spec)))
     proxies = {PROXY: Proxy(url=state.proxy.url, pid=state.proxy.pid)}
     other = None
     try:

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Literal
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, field_validator
 
-from bench.spec import SLO
+from bench.spec import SLO, ResolvedMix
+from serve.spec import StackSpec
 
 Outcome = Literal["ok", "error", "timeout", "tool_invalid", "interrupted"]
 RunStatus = Literal["running", "complete", "interrupted", "failed"]
@@ -78,7 +79,80 @@ def lock_mismatch(runs: dict[str, EnvLock | None]) -> str | None:
             + "; ".join(f"{lock}: {', '.join(ids)}" for lock, ids in by_lock.items()))
 
 
-class Manifest(BaseModel):
+class GitState(BaseModel):
+    commit: str | None
+    dirty: bool | None = Field(description="tracked files had uncommitted changes; None: not a git checkout")
+
+
+class Provenance(BaseModel):
+    """Where and with what a result was measured. Every result record (a run's manifest, an overhead run, a
+    fidelity run) is one, so each names its stack, versions, lock, commit and machine the same way."""
+
+    stack: StackSpec = Field(description="the stack spec as it ran, from `python -m serve status`")
+    versions: dict[str, str | None] = Field(description="package versions, and the vLLM version each worker reported")
+    env_lock: EnvLock | None = Field(None, description="the lock the run's environment was installed from; None if "
+                                     "it was not (pixi, a hand-made environment, runs made before locks)")
+    git: GitState
+    machine: Machine
+
+
+class Figures(BaseModel):
+    """One set of requests over a run's window: outcomes, latency percentiles, throughput and goodput."""
+
+    requests: int
+    n_ok: int
+    n_error: int
+    n_timeout: int
+    n_tool_invalid: int
+    n_interrupted: int
+    ttft_p50_s: float | None
+    ttft_p95_s: float | None
+    itl_p50_s: float | None
+    itl_p95_s: float | None
+    e2e_p50_s: float | None
+    e2e_p95_s: float | None
+    throughput_rps: float | None = Field(description="completed (ok) requests per second")
+    output_tps: float | None
+    goodput_rps: float | None = Field(description="requests per second that met their class SLO and deadline")
+    slo_attainment: float | None
+    deadline_miss_rate: float | None
+    tool_call_validity: float | None
+    prompt_tokens_mean: float | None
+    output_tokens_total: int
+
+
+class MemoryTrend(BaseModel):
+    """One stack process's resident memory (with its children) over a run, in MiB."""
+
+    start_mib: float
+    end_mib: float
+    peak_mib: float
+    late_slope_mib_per_min: float | None = Field(description="straight-line slope over the run's second half")
+
+
+class ServerSummary(BaseModel):
+    """What the workers counted themselves over the run, beside what the client counted."""
+
+    generation_tokens: dict[str, float | None] = Field(description="per worker: vllm:generation_tokens_total")
+    generation_tokens_total: float
+    prompt_tokens_total: float
+    finished_requests: float = Field(description="vllm:request_success_total; a request the client abandoned "
+                                     "never finishes")
+    preemptions: float
+    prefix_cache_hit_rate: dict[str, float | None] = Field(
+        default_factory=dict, description="per worker, per group (`group:heavy`) and `all`")
+    memory: dict[str, MemoryTrend] = Field(default_factory=dict, description="per stack process")
+
+
+class RunSummary(BaseModel):
+    duration_s: float
+    all: Figures
+    classes: dict[str, Figures]
+    groups: dict[str, Figures]
+    server: ServerSummary | None = None
+
+
+class Manifest(Provenance):
     """Everything needed to read a run folder with no other input."""
 
     run_id: str
@@ -86,16 +160,15 @@ class Manifest(BaseModel):
     started_at: str
     ended_at: str | None = None
     duration_s: float | None = None
-    mix: dict[str, Any] = Field(description="the resolved mix: its shape, weights and class definitions")
-    stack: dict[str, Any] = Field(description="the stack spec as it ran, from `python -m serve status`")
+    mix: ResolvedMix = Field(description="the resolved mix: its shape, weights and class definitions")
     endpoints: dict[str, str] = Field(description="proxy and worker URLs (never the key)")
-    versions: dict[str, str | None]
-    env_lock: EnvLock | None = Field(None, description="the lock the run's environment was installed from; None if "
-                                     "it was not (pixi, a hand-made environment, runs made before locks)")
     kv_cache: dict[str, dict[str, str]] = Field(default_factory=dict,
                                                 description="per worker, its vllm:cache_config_info labels")
-    git: dict[str, Any]
-    machine: Machine
     files: dict[str, str] = Field(default_factory=dict)
-    summary: dict[str, Any] = Field(default_factory=dict)
+    summary: RunSummary | None = Field(None, description="None until the run has ended")
     notes: list[str] = Field(default_factory=list)
+
+    @field_validator("summary", mode="before")
+    @classmethod
+    def _not_summarized(cls, value: object) -> object:
+        return value or None  # folders written before summaries were typed hold {} for "not yet"

@@ -22,7 +22,8 @@ import httpx
 import pandas as pd
 from prometheus_client.parser import text_string_to_metric_families
 
-from bench.records import EnvLock, Machine, Manifest, RequestRecord, RunStatus
+from bench.records import EnvLock, GitState, Machine, Manifest, Provenance, RequestRecord, RunStatus, RunSummary
+from serve.spec import StackSpec
 from serve.tasks import STAMP_NAME
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -105,7 +106,7 @@ def worker_cache_config(worker_urls: dict[str, str]) -> dict[str, dict[str, str]
     return found
 
 
-def git_info() -> dict[str, object]:
+def git_info() -> GitState:
     def git(*args: str) -> str | None:
         try:
             out = subprocess.run(["git", *args], cwd=REPO_ROOT, capture_output=True, text=True, timeout=10)
@@ -114,7 +115,14 @@ def git_info() -> dict[str, object]:
         return out.stdout.strip() if out.returncode == 0 else None
 
     status = git("status", "--porcelain", "--untracked-files=no")
-    return {"commit": git("rev-parse", "HEAD"), "dirty": bool(status) if status is not None else None}
+    return GitState(commit=git("rev-parse", "HEAD"), dirty=bool(status) if status is not None else None)
+
+
+def provenance(stack: StackSpec, worker_urls: dict[str, str] | None = None) -> Provenance:
+    """Where and with what this result is measured: the stack, this environment's versions and lock (with the
+    version each worker reports of itself), the git commit and the machine."""
+    return Provenance(stack=stack, versions={**package_versions(), **worker_versions(worker_urls or {})},
+                      env_lock=env_lock(), git=git_info(), machine=machine_info())
 
 
 def utc_now() -> str:
@@ -140,7 +148,7 @@ class RunDir:
         tmp.write_text(self.manifest.model_dump_json(indent=2))
         tmp.replace(self.path / MANIFEST)
 
-    def close(self, status: RunStatus, summary: dict | None = None) -> None:
+    def close(self, status: RunStatus, summary: RunSummary | None = None) -> None:
         self._requests.close()
         self.manifest.status = status
         self.manifest.ended_at = utc_now()

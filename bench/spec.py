@@ -15,6 +15,8 @@ from typing import Annotated, Any, Literal, Union
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
+from serve.spec import StackSpec
+
 BENCH_DIR = Path(__file__).parent
 CLASSES_FILE = BENCH_DIR / "classes.toml"
 MIXES_DIR = BENCH_DIR / "mixes"
@@ -252,13 +254,13 @@ def shape_overrides(shape: Any, npcs: int = 0, rate_rps: float = 0.0, duration_s
     return overrides
 
 
-def check_fits(mix: ResolvedMix, max_model_len: dict[str, int]) -> None:
-    """Fail before a run whose longest prompt plus reply would not fit its group's context."""
+def check_fits(mix: ResolvedMix, stack: StackSpec) -> None:
+    """Fail before a run whose longest prompt plus reply would not fit its group's context on this stack."""
     problems = []
     for cls in mix.classes.values():
         turns = cls.turns or 1
         longest = cls.prompt_tokens.upper + turns * cls.output_tokens.upper + (turns - 1) * 40
-        limit = max_model_len.get(cls.group)
+        limit = stack.groups[cls.group].max_model_len if cls.group in stack.groups else None
         if limit is not None and longest > limit:
             problems.append(f"class {cls.name}: up to {longest} tokens but group {cls.group} has max_model_len {limit}")
     if problems:

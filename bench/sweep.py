@@ -150,12 +150,13 @@ def _run_serve_point(sweep: SweepSpec, serve_point: dict[str, Any], todo, sweep_
 def _index_row(run_dir: Path, run_id: str, serve_point: dict, load_point: dict,
                startup_s: float | None) -> dict[str, Any]:
     manifest = read_manifest(run_dir) if (run_dir / MANIFEST).exists() else None
-    summary = manifest.summary if manifest else {}
-    figures = summary.get("all", {})
+    summary = manifest.summary if manifest else None
+    figures = summary.all.model_dump() if summary else {}
+    server = summary.server if summary else None
     return {"run_id": run_id, "path": run_dir.name, "status": manifest.status if manifest else "failed",
             **{f"serve.{k}": v for k, v in serve_point.items()}, **{f"load.{k}": v for k, v in load_point.items()},
             "startup_s": startup_s, **{key: figures.get(key) for key in INDEX_FIGURES},
-            "prefix_cache_hit_rate": summary.get("server", {}).get("prefix_cache_hit_rate", {}).get("all")}
+            "prefix_cache_hit_rate": server.prefix_cache_hit_rate.get("all") if server else None}
 
 
 def _previous_startup(sweep_dir: Path) -> dict[int, float]:

@@ -13,6 +13,7 @@ from pydantic import BaseModel, Field
 
 from serve import paths
 from serve.render import MASTER_KEY_ENV
+from serve.spec import StackSpec
 
 Phase = Literal["starting", "ready", "failed", "stopping", "stopped"]
 # LiteLLM refuses these at start-up (UnsafeMasterKeyError) or they are trivially guessable.
@@ -44,7 +45,7 @@ class StackState(BaseModel):
     workers: list[WorkerState]
     started_at: str
     error: str | None = None
-    spec: dict = Field(default_factory=dict, description="the StackSpec as it runs")
+    spec: StackSpec = Field(description="the stack spec as it runs")
 
     @property
     def base_url(self) -> str:
@@ -119,5 +120,5 @@ def master_key() -> str:
 
 
 def to_json(state: StackState, key: str) -> str:
-    data = {"base_url": state.base_url, "proxy_url": state.proxy.url, "key": key, **state.model_dump()}
+    data = {"base_url": state.base_url, "proxy_url": state.proxy.url, "key": key, **state.model_dump(mode="json")}
     return json.dumps(data, indent=2)

@@ -200,7 +200,7 @@ class Supervisor:
         self.config_path = config_path
         self.state = StackState(
             profile=spec.profile, phase="starting", supervisor_pid=os.getpid(), started_at=now_iso(),
-            spec=spec.model_dump(mode="json"),
+            spec=spec,
             supervisor_log=os.environ.get("NPCBENCH_SUPERVISOR_LOG"),
             proxy=ProcessState(name="proxy", url=spec.proxy_url(), log=str(self.proxy.log)),
             workers=[

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from bench.rundir import read_manifest, read_requests, read_server_metrics
+from bench.rundir import env_lock, read_manifest, read_requests, read_server_metrics
 from bench.spec import load_mix
 
 pytestmark = pytest.mark.e2e
@@ -42,12 +42,13 @@ def test_default_mix_writes_a_complete_self_describing_folder(default_run: Path,
         assert (default_run / name).stat().st_size > 0, name
     manifest = read_manifest(default_run)
     assert manifest.status == "complete"
-    assert manifest.mix["mix"]["name"] == "npc-cpu"
-    assert manifest.stack["profile"] == "cpu" and len(manifest.stack["workers"]) == 4
+    assert manifest.mix.name == "npc-cpu"
+    assert manifest.stack.profile == "cpu" and len(manifest.stack.workers) == 4
     assert manifest.versions["litellm"] and manifest.versions["locust"]
     assert all(manifest.versions[f"vllm@{w['name']}"] for w in stack["workers"])
-    assert manifest.git["commit"] and manifest.machine.cores >= 1
-    assert manifest.summary["all"]["requests"] > 0
+    assert manifest.git.commit and manifest.machine.cores >= 1
+    assert manifest.env_lock == env_lock()  # the lock this environment was installed from (None outside tasks.py)
+    assert manifest.summary.all.requests > 0
 
 
 def test_every_class_of_the_default_mix_produced_requests(default_run: Path) -> None:
@@ -70,10 +71,10 @@ def test_client_token_counts_agree_with_vllm_counters(default_run: Path) -> None
     """Interrupted streams are counted by the tokens the client read; the workers may have made a few more
     before they saw the disconnect, and no more than the rest of those requests' max_tokens."""
     df = read_requests(default_run)
-    server = read_manifest(default_run).summary["server"]
+    server = read_manifest(default_run).summary.server
     client_tokens = int(df.output_tokens.sum())
     slack = int((df.max_tokens - df.output_tokens)[df.outcome == "interrupted"].sum())
-    assert client_tokens <= server["generation_tokens_total"] <= client_tokens + slack, (client_tokens, server)
+    assert client_tokens <= server.generation_tokens_total <= client_tokens + slack, (client_tokens, server)
     metrics = read_server_metrics(default_run)
     assert {"heavy-0", "heavy-1", "light-0", "light-1", "proxy"} <= set(metrics.source)
     assert "vllm:kv_cache_usage_perc" in set(metrics.metric)
@@ -82,22 +83,22 @@ def test_client_token_counts_agree_with_vllm_counters(default_run: Path) -> None
 def test_completed_streams_agree_exactly_with_vllm(stack: dict, results: Path) -> None:
     assert bench_run(results, "dialogue", "--mix", "dialogue", "--duration-s", "20").returncode == 0
     df = read_requests(results / "dialogue")
-    server = read_manifest(results / "dialogue").summary["server"]
+    server = read_manifest(results / "dialogue").summary.server
     assert len(df) > 0 and set(df.outcome) == {"ok"}
     assert df.ttft_s.notna().all() and df.itl_s.notna().all()
-    assert int(df.output_tokens.sum()) == server["generation_tokens_total"]
+    assert int(df.output_tokens.sum()) == server.generation_tokens_total
 
 
 def test_interrupted_streams_stop_generating_on_the_server(stack: dict, results: Path) -> None:
     assert bench_run(results, "interrupted", "--mix", "interrupted", "--duration-s", "20").returncode == 0
     df = read_requests(results / "interrupted")
-    server = read_manifest(results / "interrupted").summary["server"]
+    server = read_manifest(results / "interrupted").summary.server
     interrupted = df[df.outcome == "interrupted"]
     assert len(interrupted) == len(df) > 0
     # Every request reached a worker, and (nearly) none ran to its end: the workers stopped when the client
     # left. A straggler can finish before the disconnect reaches it through the proxy; most must not.
-    assert server["prompt_tokens_total"] >= len(interrupted) * 150
-    assert server["finished_requests"] < len(interrupted) / 2, server
+    assert server.prompt_tokens_total >= len(interrupted) * 150
+    assert server.finished_requests < len(interrupted) / 2, server
     # Each asked for 64 tokens and read 6; a server that kept going would have made 64 for each.
     assert server["generation_tokens_total"] < interrupted.max_tokens.sum() / 2, server
 
@@ -119,7 +120,7 @@ def test_interrupted_run_still_leaves_a_readable_folder(stack: dict, results: Pa
     assert process.returncode == 130
     manifest = read_manifest(run_dir)
     assert manifest.status == "interrupted" and manifest.ended_at
-    assert manifest.summary["all"]["requests"] == len(read_requests(run_dir)) >= 3
+    assert manifest.summary.all.requests == len(read_requests(run_dir)) >= 3
 
 
 def test_results_and_logs_never_contain_the_proxy_key(stack: dict, default_run: Path) -> None:
@@ -157,8 +158,8 @@ def test_web_ui_runs_a_selected_mix(stack: dict, tmp_path: Path) -> None:
             time.sleep(1)
         assert manifests, "the web UI run wrote no complete results folder"
         run = read_manifest(manifests[0].parent)
-        assert run.mix["mix"]["name"] == "ambient" and run.mix["mix"]["shape"]["npcs"] == 2
-        assert run.summary["all"]["requests"] > 0
+        assert run.mix.name == "ambient" and run.mix.mix.shape.npcs == 2
+        assert run.summary.all.requests > 0
         assert (manifests[0].parent / "locust_report.html").exists()
     finally:
         ui.send_signal(signal.SIGINT)
@@ -171,11 +172,10 @@ def test_soak_holds_a_steady_rate_with_no_errors_and_records_memory(stack: dict,
     result = bench_run(results, "soak", "--mix", "soak", "--duration-s", "120", "--no-html-report")
     assert result.returncode == 0, result.stderr[-2000:]
     summary = read_manifest(results / "soak").summary
-    counts(f"soak: {summary['all']['requests']} requests, {summary['all']['n_error']} errors, "
-          f"{summary['all']['n_timeout']} timeouts")
-    assert summary["all"]["requests"] > 0
-    assert summary["all"]["n_error"] == 0 and summary["all"]["n_timeout"] == 0
-    memory = summary["server"]["memory"]
+    counts(f"soak: {summary.all.requests} requests, {summary.all.n_error} errors, {summary.all.n_timeout} timeouts")
+    assert summary.all.requests > 0
+    assert summary.all.n_error == 0 and summary.all.n_timeout == 0
+    memory = summary.server.memory
     assert set(memory) == {"proxy", *(w["name"] for w in stack["workers"])}
     for source, trend in memory.items():
-        assert 0 < trend["start_mib"] <= trend["peak_mib"] and trend["late_slope_mib_per_min"] is not None, source
+        assert 0 < trend.start_mib <= trend.peak_mib and trend.late_slope_mib_per_min is not None, source

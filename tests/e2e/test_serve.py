@@ -187,11 +187,11 @@ def test_a_stack_that_crashes_mid_run_leaves_a_failed_run_folder_and_no_process(
     # The bench noticed, stopped early instead of sending into nothing for ten minutes, and says why.
     assert bench.returncode == 1
     manifest = read_manifest(run_dir)
-    counts(f"crashed mid-run: status {manifest.status}, {manifest.summary['all']['requests']} requests recorded, "
+    counts(f"crashed mid-run: status {manifest.status}, {manifest.summary.all.requests} requests recorded, "
           f"notes {manifest.notes}")
     assert manifest.status == "failed" and manifest.ended_at
     assert "the stack went down during the run" in manifest.notes[0]
-    assert manifest.summary["all"]["requests"] == len(read_requests(run_dir)) >= 3
+    assert manifest.summary.all.requests == len(read_requests(run_dir)) >= 3
     # Every process of the stack, engine cores included, follows its supervisor down (PR_SET_PDEATHSIG).
     left = {}
     for _ in range(120):

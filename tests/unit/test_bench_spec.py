@@ -6,6 +6,7 @@ import random
 
 import pytest
 
+from serve.spec import load_profile
 from bench.spec import LengthDist, MixError, check_fits, load_classes, load_mix, mix_names, shape_overrides
 
 
@@ -39,13 +40,12 @@ def test_every_shipped_mix_loads(name: str) -> None:
 def test_cpu_mixes_fit_the_cpu_profile_and_gpu_mix_the_gpu_profile() -> None:
     for name in mix_names():
         mix = load_mix(name)
-        limits = {"heavy": 4096, "light": 2048} if mix.mix.scale == "cpu" else {"heavy": 8192, "light": 8192}
-        check_fits(mix, limits)
+        check_fits(mix, load_profile("cpu" if mix.mix.scale == "cpu" else "gpu"))
 
 
 def test_mix_that_does_not_fit_is_refused_before_running() -> None:
     with pytest.raises(MixError, match=r"class planning: up to \d+ tokens but group heavy has max_model_len 1024"):
-        check_fits(load_mix("npc-cpu"), {"heavy": 1024, "light": 2048})
+        check_fits(load_mix("npc-cpu"), load_profile("cpu", ["groups.heavy.max_model_len=1024"]))
 
 
 def test_unknown_mix_names_the_choices() -> None:

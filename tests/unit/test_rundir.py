@@ -6,15 +6,18 @@ import json
 import sys
 from datetime import datetime, timezone
 
-from bench.records import EnvLock, Manifest, RequestRecord, lock_mismatch
+from bench.records import EnvLock, GitState, Manifest, RequestRecord, lock_mismatch
+from bench.spec import load_mix
+from bench.summary import summarize
+from serve.spec import load_profile
 from bench.rundir import RunDir, machine_info, new_run_id, env_lock, read_manifest, read_requests, utc_now
 from serve.tasks import STAMP_NAME
 
 
 def manifest(run_id: str = "r1") -> Manifest:
-    return Manifest(run_id=run_id, status="running", started_at=utc_now(), mix={"mix": {"name": "npc-cpu"}},
-                    stack={"profile": "cpu"}, endpoints={"proxy": "http://127.0.0.1:4000/v1"},
-                    versions={"locust": "2.47.0"}, git={"commit": "abc", "dirty": False}, machine=machine_info())
+    return Manifest(run_id=run_id, status="running", started_at=utc_now(), mix=load_mix("npc-cpu"),
+                    stack=load_profile("cpu"), endpoints={"proxy": "http://127.0.0.1:4000/v1"},
+                    versions={"locust": "2.47.0"}, git=GitState(commit="abc", dirty=False), machine=machine_info())
 
 
 def record(i: int) -> RequestRecord:
@@ -28,9 +31,11 @@ def test_run_folder_is_readable_while_running_and_after_close(tmp_path) -> None:
     run.add(record(1))
     run.add(record(2))
     assert len(read_requests(tmp_path / "r1")) == 2  # flushed as it goes
-    run.close("complete", {"all": {"requests": 2}})
+    run.close("complete", summarize(read_requests(tmp_path / "r1"), duration_s=10.0))
     done = read_manifest(tmp_path / "r1")
-    assert done.status == "complete" and done.ended_at and done.summary["all"]["requests"] == 2
+    assert done.status == "complete" and done.ended_at and done.summary.all.requests == 2
+    assert done.summary.classes["ambient"].throughput_rps == 0.2
+    assert done.stack == load_profile("cpu") and done.mix.name == "npc-cpu"  # typed all the way back
     assert done.files["requests"] == "requests.jsonl"
 
 

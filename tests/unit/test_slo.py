@@ -49,19 +49,20 @@ def test_summary_goodput_and_miss_rate() -> None:
             record(cls="tool_call", kind="tool_call", group="heavy", slo_met=True, output_tokens=5)]
     df = pd.DataFrame([r.model_dump() for r in rows])
     summary = summarize(df, duration_s=10.0)
-    ambient = summary["classes"]["ambient"]
-    assert ambient["goodput_rps"] == 0.2  # 2 good requests in 10 s
-    assert ambient["throughput_rps"] == 0.3
-    assert ambient["deadline_miss_rate"] == pytest.approx(1 / 3, abs=1e-4)
-    assert ambient["e2e_p50_s"] == 2.0
-    assert ambient["output_tps"] == 3.0
-    assert summary["classes"]["tool_call"]["tool_call_validity"] == 0.5
-    assert summary["all"]["requests"] == 5 and summary["all"]["n_tool_invalid"] == 1
-    assert summary["groups"]["heavy"]["requests"] == 2
+    ambient = summary.classes["ambient"]
+    assert ambient.goodput_rps == 0.2  # 2 good requests in 10 s
+    assert ambient.throughput_rps == 0.3
+    assert ambient.deadline_miss_rate == pytest.approx(1 / 3, abs=1e-4)
+    assert ambient.e2e_p50_s == 2.0
+    assert ambient.output_tps == 3.0
+    assert summary.classes["tool_call"].tool_call_validity == 0.5
+    assert summary.all.requests == 5 and summary.all.n_tool_invalid == 1
+    assert summary.groups["heavy"].requests == 2
 
 
 def test_memory_trend_fits_the_second_half_of_the_run() -> None:
     from bench.scrape import RSS_METRIC
+    from bench.records import MemoryTrend
     from bench.summary import memory_trend
 
     mib = 2**20
@@ -71,8 +72,8 @@ def test_memory_trend_fits_the_second_half_of_the_run() -> None:
     frame = pd.DataFrame({"t_s": [r[0] for r in rows], "metric": [r[1] for r in rows], "value": [r[2] for r in rows],
                           "source": ["proxy"] * len(t) + ["heavy-0"] * len(t)})
     trend = memory_trend(frame)
-    assert trend["proxy"] == {"start_mib": 540.0, "end_mib": 500.0, "peak_mib": 540.0, "late_slope_mib_per_min": 0.0}
-    assert trend["heavy-0"]["late_slope_mib_per_min"] == 60.0
+    assert trend["proxy"] == MemoryTrend(start_mib=540.0, end_mib=500.0, peak_mib=540.0, late_slope_mib_per_min=0.0)
+    assert trend["heavy-0"].late_slope_mib_per_min == 60.0
 
 
 def test_prefix_cache_hit_rates_per_worker_group_and_all() -> None:

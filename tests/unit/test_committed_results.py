@@ -1,0 +1,43 @@
+"""Every committed result folder reads back as its typed records: what the notebooks and `bench show` rely on."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from bench.fidelity import FidelityRun
+from bench.overhead import OverheadRun
+from bench.rundir import read_manifest
+from serve.spec import StackSpec
+
+RESULTS = Path(__file__).resolve().parents[2] / "results"
+
+
+def committed(name: str) -> list[Path]:
+    return sorted(RESULTS.glob(f"**/{name}"))
+
+
+@pytest.mark.parametrize("path", committed("manifest.json"), ids=lambda p: str(p.parent.relative_to(RESULTS)))
+def test_run_manifest_loads_typed(path: Path) -> None:
+    manifest = read_manifest(path.parent)
+    assert isinstance(manifest.stack, StackSpec) and manifest.mix.classes
+    if manifest.status == "complete":
+        assert manifest.summary is not None and manifest.summary.all.requests > 0
+        assert set(manifest.summary.classes) <= set(manifest.mix.classes)
+
+
+@pytest.mark.parametrize("path", committed("overhead.json"), ids=lambda p: str(p.parent.relative_to(RESULTS)))
+def test_overhead_record_loads_typed(path: Path) -> None:
+    record = OverheadRun.model_validate_json(path.read_text())
+    assert record.rows and set(record.proxies) <= {row.target for row in record.rows}
+
+
+@pytest.mark.parametrize("path", committed("fidelity.json"), ids=lambda p: str(p.parent.relative_to(RESULTS)))
+def test_fidelity_record_loads_typed(path: Path) -> None:
+    record = FidelityRun.model_validate_json(path.read_text())
+    assert record.vllm is not None and record.bench is not None and record.agree is not None
+
+
+def test_there_are_committed_results_to_check() -> None:
+    assert len(committed("manifest.json")) > 10 and committed("overhead.json") and committed("fidelity.json")
