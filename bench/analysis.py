@@ -10,6 +10,7 @@ from pathlib import Path
 import pandas as pd
 
 from bench.capacity import kv_tokens
+from bench.metrics import PREFIX_CACHE_HITS, PREFIX_CACHE_QUERIES, hit_rate
 from bench.records import Manifest, lock_mismatch
 from bench.rundir import read_manifest, read_requests, read_server_metrics
 
@@ -85,10 +86,10 @@ def counter_deltas(server: pd.DataFrame, metric: str) -> pd.Series:
 
 
 def prefix_cache_hit_rate(server: pd.DataFrame) -> pd.Series:
-    """Per worker: prefix-cache hits / queries over the run (tokens)."""
-    hits = counter_deltas(server, "vllm:prefix_cache_hits_total")
-    queries = counter_deltas(server, "vllm:prefix_cache_queries_total")
-    return (hits / queries.where(queries > 0)).rename("prefix_cache_hit_rate")
+    """Per worker: prefix-cache hits / queries over the run (tokens), from its server_metrics.csv."""
+    hits, queries = counter_deltas(server, PREFIX_CACHE_HITS), counter_deltas(server, PREFIX_CACHE_QUERIES)
+    rates = {source: hit_rate(hits.to_dict(), queries.to_dict(), [source]) for source in queries.index}
+    return pd.Series(rates, dtype=float, name="prefix_cache_hit_rate")
 
 
 def kv_prediction_vs_vllm(manifest: Manifest) -> pd.DataFrame:

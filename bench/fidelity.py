@@ -30,7 +30,7 @@ from pathlib import Path
 import pandas as pd
 from pydantic import BaseModel
 
-from bench.metrics import scrape, total
+from bench.metrics import CounterWindow, scrape, total
 from bench.records import Provenance
 from bench.rundir import provenance, read_requests, utc_now
 from serve.render import VLLM
@@ -66,26 +66,27 @@ class FidelityRun(Provenance):
 
 
 class WorkerCounters:
-    """The worker's prompt, output and finished-request counters, before and after a run."""
+    """The worker's prompt, output and finished-request counters over one tool's run."""
 
-    NAMES = {"prompt": "vllm:prompt_tokens_total", "output": "vllm:generation_tokens_total",
-             "requests": "vllm:request_success_total"}
+    PROMPT, OUTPUT, REQUESTS = "vllm:prompt_tokens_total", "vllm:generation_tokens_total", "vllm:request_success_total"
 
     def __init__(self, url: str) -> None:
         self.url = url
-        self.start = self.read()
+        self.window = CounterWindow()
+        self.read()
 
-    def read(self) -> dict[str, float]:
+    def read(self) -> None:
         samples = scrape(self.url)
-        return {key: total(samples, name) for key, name in self.NAMES.items()}
+        self.window.add(self.url, {name: total(samples, name) for name in (self.PROMPT, self.OUTPUT, self.REQUESTS)})
 
     def per_request(self) -> tuple[float | None, float | None]:
-        end = self.read()
-        done = end["requests"] - self.start["requests"]
+        """Prompt and output tokens per finished request since the counters were made."""
+        self.read()
+        done = self.window.delta(self.REQUESTS)[self.url]
         if not done:
             return None, None
-        return (round((end["prompt"] - self.start["prompt"]) / done, 1),
-                round((end["output"] - self.start["output"]) / done, 1))
+        return (round(self.window.delta(self.PROMPT)[self.url] / done, 1),
+                round(self.window.delta(self.OUTPUT)[self.url] / done, 1))
 
 
 def vllm_command(url: str, model: str, tokenizer: str, settings: dict, out: Path) -> list[str]:

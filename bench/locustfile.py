@@ -33,7 +33,8 @@ from bench.rundir import (RunDir, new_run_id, provenance, read_requests, read_se
 from bench.scrape import ServerScraper, Target
 from bench.shapes import SHAPES
 from bench.spec import ResolvedMix, check_fits, direct_worker, load_mix, mix_names
-from bench.summary import memory_trend, prefix_cache_hit_rates, summarize
+from bench.metrics import prefix_cache_hit_rates
+from bench.summary import memory_trend, summarize
 from serve.state import StackState, master_key, pid_alive, read_state
 
 DEFAULT_MIX = "npc-cpu"
@@ -231,7 +232,7 @@ class Run:
 
     def server_summary(self) -> ServerSummary:
         """Token counts the workers counted themselves, beside what the client counted, and each process's memory."""
-        delta = self.scraper.delta
+        delta = self.scraper.window.delta
         workers = [w.name for w in self.stack.workers]
         per_worker = {name: delta("vllm:generation_tokens_total").get(name) for name in workers}
         return ServerSummary(
@@ -240,9 +241,7 @@ class Run:
             prompt_tokens_total=sum(v for k, v in delta("vllm:prompt_tokens_total").items() if k in workers),
             finished_requests=sum(v for k, v in delta("vllm:request_success_total").items() if k in workers),
             preemptions=sum(v for k, v in delta("vllm:num_preemptions_total").items() if k in workers),
-            prefix_cache_hit_rate=prefix_cache_hit_rates(
-                delta("vllm:prefix_cache_hits_total"), delta("vllm:prefix_cache_queries_total"),
-                {w.name: w.group for w in self.stack.workers}),
+            prefix_cache_hit_rate=prefix_cache_hit_rates(self.scraper.window, {w.name: w.group for w in self.stack.workers}),
             memory=memory_trend(read_server_metrics(self.dir.path)),
         )
 

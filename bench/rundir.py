@@ -20,8 +20,8 @@ from pathlib import Path
 
 import httpx
 import pandas as pd
-from prometheus_client.parser import text_string_to_metric_families
 
+from bench.metrics import cache_config, fetch
 from bench.records import EnvLock, GitState, Machine, Manifest, Provenance, RequestRecord, RunStatus, RunSummary
 from serve.spec import StackSpec
 from serve.tasks import STAMP_NAME
@@ -87,22 +87,15 @@ def worker_versions(worker_urls: dict[str, str]) -> dict[str, str | None]:
     return found
 
 
-CACHE_CONFIG_FIELDS = ("kv_cache_size_tokens", "kv_cache_memory_bytes", "num_gpu_blocks", "block_size",
-                       "kv_cache_max_concurrency", "gpu_memory_utilization", "enable_prefix_caching", "cache_dtype")
-
-
 def worker_cache_config(worker_urls: dict[str, str]) -> dict[str, dict[str, str]]:
-    """What each worker reports of its KV cache in `vllm:cache_config_info` (its start-up "KV cache size" line)."""
+    """What each worker reports of its KV cache (`vllm:cache_config_info`)."""
     found: dict[str, dict[str, str]] = {}
     for name, url in worker_urls.items():
         try:
-            text = httpx.get(url + "/metrics", timeout=5).text
+            if (config := cache_config(fetch(url))) is not None:
+                found[name] = config
         except httpx.HTTPError:
             continue
-        for family in text_string_to_metric_families(text):
-            if family.name == "vllm:cache_config_info" and family.samples:
-                labels = family.samples[0].labels
-                found[name] = {k: labels[k] for k in CACHE_CONFIG_FIELDS if k in labels}
     return found
 
 

@@ -64,17 +64,3 @@ def memory_trend(server_metrics: pd.DataFrame) -> dict[str, MemoryTrend]:
                                          peak_mib=round(float(mib.max()), 1),
                                          late_slope_mib_per_min=None if slope is None else round(float(slope), 2))
     return trend
-
-
-def prefix_cache_hit_rates(hits: dict[str, float], queries: dict[str, float],
-                           groups: dict[str, str]) -> dict[str, float | None]:
-    """Prompt tokens found in the prefix cache over prompt tokens looked up, from the workers' counters over the
-    run: per worker, per group (`group:heavy`) and for all workers (`all`). None where nothing was looked up."""
-    def rate(names: list[str]) -> float | None:
-        looked_up = sum(queries.get(n, 0.0) for n in names)
-        return round(sum(hits.get(n, 0.0) for n in names) / looked_up, 4) if looked_up else None
-
-    rates = {name: rate([name]) for name in groups}
-    rates |= {f"group:{g}": rate([n for n, ng in groups.items() if ng == g]) for g in sorted(set(groups.values()))}
-    rates["all"] = rate(list(groups))
-    return rates

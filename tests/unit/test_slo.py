@@ -77,10 +77,12 @@ def test_memory_trend_fits_the_second_half_of_the_run() -> None:
 
 
 def test_prefix_cache_hit_rates_per_worker_group_and_all() -> None:
-    from bench.summary import prefix_cache_hit_rates
+    from bench.metrics import CounterWindow, prefix_cache_hit_rates
 
-    rates = prefix_cache_hit_rates(hits={"light-0": 30, "light-1": 10, "heavy-0": 0},
-                                   queries={"light-0": 100, "light-1": 100, "heavy-0": 0},
-                                   groups={"light-0": "light", "light-1": "light", "heavy-0": "heavy"})
+    window = CounterWindow()
+    for name, hits, queries in (("light-0", 30, 100), ("light-1", 10, 100), ("heavy-0", 0, 0)):
+        window.add(name, {"vllm:prefix_cache_hits_total": 5.0, "vllm:prefix_cache_queries_total": 50.0})
+        window.add(name, {"vllm:prefix_cache_hits_total": 5.0 + hits, "vllm:prefix_cache_queries_total": 50.0 + queries})
+    rates = prefix_cache_hit_rates(window, groups={"light-0": "light", "light-1": "light", "heavy-0": "heavy"})
     assert rates == {"light-0": 0.3, "light-1": 0.1, "heavy-0": None, "group:heavy": None, "group:light": 0.2,
                      "all": 0.2}
