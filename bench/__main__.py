@@ -26,7 +26,7 @@ from bench.analysis import sweep_index
 from bench.records import lock_mismatch
 from bench.rundir import new_run_id, read_manifest
 from bench.spec import MixError, check_fits, direct_worker, load_mix, mix_names
-from serve.state import pid_alive, read_state
+from serve.state import NOT_READY, ready_state
 
 LOCUSTFILE = Path(__file__).with_name("locustfile.py")
 
@@ -37,9 +37,9 @@ def fail(msg: str, code: int = 2) -> int:
 
 
 def ready_stack():
-    state = read_state()
-    if state is None or not pid_alive(state.supervisor_pid) or state.phase != "ready":
-        raise MixError("no stack is ready: start it with `python -m serve up --detach` (or `pixi run serve` in another shell)")
+    state = ready_state()
+    if state is None:
+        raise MixError(NOT_READY)
     return state
 
 

@@ -32,10 +32,10 @@ from pydantic import BaseModel
 
 from bench.metrics import CounterWindow, scrape, total
 from bench.records import Provenance
-from bench.rundir import provenance, read_requests, utc_now
+from bench.rundir import provenance, read_requests
 from serve.render import VLLM
-from serve.state import StackState
-from serve.supervisor import log_tail
+from serve.state import StackState, now_iso
+from serve.process import log_tail
 
 FIGURES = ["ttft_median_ms", "itl_median_ms", "output_tps"]  # the ones that must agree
 
@@ -142,7 +142,7 @@ def run_fidelity(state: StackState, results_dir: Path, run_id: str, worker_name:
     vllm_cmd = vllm_command(worker.url, model.hf_id, str(model.local_dir or model.hf_id), settings, out)
     bench_cmd = [sys.executable, "-m", "bench", "run", "--mix", str(mix_path), "--direct", worker.name,
                  "--results-dir", str(out), "--run-id", "bench", "--no-html-report", "--scrape-interval-s", "5"]
-    record = FidelityRun(run_id=run_id, started_at=utc_now(), worker=worker.name, settings=settings,
+    record = FidelityRun(run_id=run_id, started_at=now_iso(), worker=worker.name, settings=settings,
                          commands={"vllm": vllm_cmd, "bench": bench_cmd}, tolerance=tolerance,
                          **dict(provenance(state.spec)))
 
@@ -162,7 +162,7 @@ def run_fidelity(state: StackState, results_dir: Path, run_id: str, worker_name:
     vllm, bench = record.vllm.model_dump(), record.bench.model_dump()
     record.differences = {key: round((bench[key] - vllm[key]) / vllm[key], 4) for key in FIGURES}
     record.agree = all(abs(d) <= tolerance for d in record.differences.values())
-    record.ended_at = utc_now()
+    record.ended_at = now_iso()
     (out / "fidelity.json").write_text(record.model_dump_json(indent=2))
     return record
 

@@ -28,14 +28,15 @@ from locust.stats import PERCENTILES_TO_REPORT, StatsCSV
 from bench.client import Direct, send
 from bench.npc import NPC
 from bench.records import Manifest, RequestRecord, ServerSummary, meets_slo
-from bench.rundir import (RunDir, new_run_id, provenance, read_requests, read_server_metrics, utc_now,
+from bench.rundir import (RunDir, new_run_id, provenance, read_requests, read_server_metrics,
                           worker_cache_config)
 from bench.scrape import ServerScraper, Target
 from bench.shapes import SHAPES
 from bench.spec import ResolvedMix, check_fits, direct_worker, load_mix, mix_names
 from bench.metrics import prefix_cache_hit_rates
 from bench.summary import memory_trend, summarize
-from serve.state import StackState, master_key, pid_alive, read_state
+from serve.process import pid_alive
+from serve.state import NOT_READY, StackState, master_key, now_iso, ready_state
 
 DEFAULT_MIX = "npc-cpu"
 
@@ -103,9 +104,9 @@ class Run:
         if self.mix is not None:
             return
         options = environment.parsed_options
-        stack = read_state()
-        if stack is None or not pid_alive(stack.supervisor_pid) or stack.phase != "ready":
-            raise NoStackError("no stack is ready: start it with `python -m serve up --detach` (see `python -m serve status`)")
+        stack = ready_state()
+        if stack is None:
+            raise NoStackError(NOT_READY)
         mix = load_mix(options.mix, options.npcs, options.rate_rps, options.duration_s)
         check_fits(mix, stack.spec)
         self.mix, self.stack = mix, stack
@@ -134,7 +135,7 @@ class Run:
         path = Path(options.run_dir) if options.run_dir else Path(options.results_dir) / run_id
         workers = {w.name: w.url for w in self.stack.workers}
         manifest = Manifest(
-            run_id=run_id, status="running", started_at=utc_now(), mix=self.mix,
+            run_id=run_id, status="running", started_at=now_iso(), mix=self.mix,
             endpoints={"proxy": self.stack.base_url, **workers}, kv_cache=worker_cache_config(workers),
             **dict(provenance(self.stack.spec, workers)),
         )

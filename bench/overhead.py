@@ -33,12 +33,11 @@ from pydantic import BaseModel, Field
 
 from bench.metrics import scrape, total
 from bench.records import Provenance
-from bench.rundir import provenance, utc_now
-from bench.scrape import process_tree
+from bench.rundir import provenance
 from serve.render import litellm_command, litellm_config, proxy_env
 from serve.spec import ProxySpec, apply_overrides, parse_spec
-from serve.state import StackState, master_key
-from serve.supervisor import Managed, log_tail, port_is_free
+from serve.state import StackState, master_key, now_iso
+from serve.process import Managed, log_tail, port_is_free, process_tree
 
 DIRECT, PROXY = "direct", "proxy"  # targets; a compared proxy is named by its --compare label
 Shape = Literal["plain", "stream"]
@@ -225,7 +224,7 @@ def run_overhead(state: StackState, results_dir: Path, run_id: str, label: str, 
                  duration_s: float, compare: str | None = None, overrides: list[str] | None = None) -> OverheadRun:
     out = results_dir / run_id
     out.mkdir(parents=True, exist_ok=False)
-    record = OverheadRun(run_id=run_id, label=label, started_at=utc_now(),
+    record = OverheadRun(run_id=run_id, label=label, started_at=now_iso(),
                          settings={"requests_at_c1": n, "concurrency": concurrency, "duration_s": duration_s,
                                    "group": "light", "output_tokens": OUTPUT_TOKENS, "prompt": PROMPT,
                                    "compare": compare, "compare_overrides": overrides or []},
@@ -244,7 +243,7 @@ def run_overhead(state: StackState, results_dir: Path, run_id: str, label: str, 
     finally:
         if other:
             other.stop()
-    record.rows, record.ended_at = rows, utc_now()
+    record.rows, record.ended_at = rows, now_iso()
     requests.to_csv(out / "requests.csv", index=False)
     (out / "overhead.json").write_text(record.model_dump_json(indent=2))
     return record

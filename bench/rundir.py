@@ -23,7 +23,9 @@ import pandas as pd
 
 from bench.metrics import cache_config, fetch
 from bench.records import EnvLock, GitState, Machine, Manifest, Provenance, RequestRecord, RunStatus, RunSummary
+from serve.paths import write_atomic
 from serve.spec import StackSpec
+from serve.state import now_iso
 from serve.tasks import STAMP_NAME
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -118,10 +120,6 @@ def provenance(stack: StackSpec, worker_urls: dict[str, str] | None = None) -> P
                       env_lock=env_lock(), git=git_info(), machine=machine_info())
 
 
-def utc_now() -> str:
-    return datetime.now(timezone.utc).isoformat(timespec="seconds")
-
-
 class RunDir:
     """Owns one results folder while a run writes it."""
 
@@ -137,14 +135,12 @@ class RunDir:
         self._requests.write(record.model_dump_json() + "\n")
 
     def write_manifest(self) -> None:
-        tmp = self.path / (MANIFEST + ".tmp")
-        tmp.write_text(self.manifest.model_dump_json(indent=2))
-        tmp.replace(self.path / MANIFEST)
+        write_atomic(self.path / MANIFEST, self.manifest.model_dump_json(indent=2))
 
     def close(self, status: RunStatus, summary: RunSummary | None = None) -> None:
         self._requests.close()
         self.manifest.status = status
-        self.manifest.ended_at = utc_now()
+        self.manifest.ended_at = now_iso()
         started = datetime.fromisoformat(self.manifest.started_at)
         self.manifest.duration_s = round((datetime.now(timezone.utc) - started).total_seconds(), 1)
         if summary is not None:

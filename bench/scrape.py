@@ -11,6 +11,7 @@ import httpx
 import psutil
 
 from bench.metrics import CounterWindow, fetch, kept_for_run
+from serve.process import process_tree
 
 
 @dataclass(frozen=True)
@@ -22,12 +23,6 @@ class Target:
 
 
 RSS_METRIC = "process_tree_rss_bytes"
-
-
-def process_tree(pid: int) -> list[psutil.Process]:
-    """A stack process and all its children (a vLLM worker's engine core is a child)."""
-    root = psutil.Process(pid)
-    return [root, *root.children(recursive=True)]
 
 
 def tree_rss_bytes(pid: int) -> int | None:

@@ -15,7 +15,7 @@ from typing import Annotated, Any, Literal, Union
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-from serve.spec import StackSpec
+from serve.spec import StackSpec, error_lines
 
 BENCH_DIR = Path(__file__).parent
 CLASSES_FILE = BENCH_DIR / "classes.toml"
@@ -183,8 +183,7 @@ class ResolvedMix(_Strict):
 
 
 def _errors(exc: ValidationError) -> str:
-    return "\n".join(f"  - {'.'.join(map(str, e['loc']))}: {e['msg'].removeprefix('Value error, ')}"
-                     for e in exc.errors())
+    return "\n".join(f"  - {line}" for line in error_lines(exc))
 
 
 def load_classes(scale: Scale, path: Path = CLASSES_FILE) -> dict[str, TrafficClass]:

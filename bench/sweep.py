@@ -26,7 +26,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from bench.rundir import MANIFEST, read_manifest
 from bench.spec import MixError, load_mix
 from serve.spec import SpecError, load_profile
-from serve.state import pid_alive, read_state
+from serve.state import running_state
 
 LOAD_KEYS = {"mix", "npcs", "rate_rps", "duration_s"}
 # What the index lists of each point, from its manifest's summary, so a sweep reads as one table.
@@ -86,8 +86,8 @@ def is_complete(run_dir: Path) -> bool:
 
 def run_sweep(path: Path, results_dir: Path, resume: bool = True) -> int:
     sweep = load_sweep(path)
-    state = read_state()
-    if state is not None and pid_alive(state.supervisor_pid):
+    state = running_state()
+    if state is not None:
         raise MixError("a stack is already running; the sweep restarts the stack for each setting, "
                        "so stop yours first with `python -m serve down`")
     sweep_dir = results_dir / f"sweep-{path.stem}"

@@ -25,7 +25,8 @@ from serve import paths
 from serve.provision import PROVISIONERS
 from serve.render import MASTER_KEY_ENV, litellm_config, vllm_command, vllm_env
 from serve.spec import SpecError, StackSpec, default_profile, load_profile
-from serve.state import StackState, key_path, master_key, pid_alive, read_state, to_json
+from serve.process import pid_alive, probe
+from serve.state import StackState, key_path, master_key, read_state, running_state, to_json
 
 DETACHED_ENV = "NPCBENCH_DETACHED"
 
@@ -40,11 +41,6 @@ def load(args: argparse.Namespace) -> StackSpec:
     if getattr(args, "proxy_host", None):
         overrides.append(f"proxy.host={args.proxy_host}")  # --proxy-host is --set proxy.host=..., validated alike
     return load_profile(args.profile or os.environ.get("NPCBENCH_PROFILE") or default_profile(), overrides)
-
-
-def running_state() -> StackState | None:
-    state = read_state()
-    return state if state and pid_alive(state.supervisor_pid) else None
 
 
 def banner(proxy_url: str, key: str, spec: StackSpec, detached: bool = False) -> str:
@@ -150,8 +146,8 @@ def cmd_status(args: argparse.Namespace) -> int:
     data = json.loads(to_json(state, master_key()))
     with httpx.Client(timeout=2.0) as client:
         for worker in data["workers"]:
-            worker["healthy"] = alive and _ok(client, worker["url"] + "/health")
-        data["proxy"]["healthy"] = alive and _ok(client, data["proxy_url"] + "/health/readiness")
+            worker["healthy"] = alive and probe(client, worker["url"] + "/health")
+        data["proxy"]["healthy"] = alive and probe(client, data["proxy_url"] + "/health/readiness")
     if args.json:
         print(json.dumps(data, indent=2))
     else:
@@ -164,15 +160,6 @@ def cmd_status(args: argparse.Namespace) -> int:
         if state.error:
             print(f"  error: {state.error}")
     return 0 if alive else 1
-
-
-def _ok(client, url: str) -> bool:
-    import httpx
-
-    try:
-        return client.get(url).status_code == 200
-    except httpx.HTTPError:
-        return False
 
 
 def cmd_down(args: argparse.Namespace) -> int:

@@ -19,3 +19,11 @@ def models_dir() -> Path:
 def stack_dir() -> Path:
     """State, config and logs of the stack that `python -m serve up` runs."""
     return home() / "stack"
+
+
+def write_atomic(path: Path, text: str) -> None:
+    """Write a file that readers see whole or not at all (state and manifests are read while being rewritten)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(text)
+    tmp.replace(path)

@@ -25,6 +25,7 @@ from litellm.proxy._types import LitellmUserRoles, UserAPIKeyAuth
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from serve.render import MASTER_KEY_ENV
+from serve.spec import error_lines
 
 CHAT_CALL_TYPES = {"completion", "acompletion"}
 
@@ -73,7 +74,7 @@ def request_problem(data: dict[str, Any]) -> str | None:
         fields = {error["loc"][0] for error in exc.errors()}
         if "tool_choice" in fields:
             return f"tool_choice must be {TOOL_CHOICES}, not {data['tool_choice']!r}"
-        return "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors()[:3])
+        return "; ".join(error_lines(exc)[:3])
     tool_names = [t.get("function", {}).get("name") for t in data.get("tools") or [] if isinstance(t, dict)]
     if isinstance(request.tool_choice, NamedToolChoice) and request.tool_choice.function.name not in tool_names:
         return f"tool_choice names function {request.tool_choice.function.name!r}, which is not among tools {tool_names}"

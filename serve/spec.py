@@ -250,13 +250,16 @@ def load_profile(name_or_path: str, overrides: list[str] | None = None) -> Stack
     return parse_spec(data, source=str(path))
 
 
+def error_lines(exc: ValidationError) -> list[str]:
+    """Each of pydantic's errors as `field.path: message`, the way this project's error messages show them."""
+    return [f"{'.'.join(map(str, e['loc'])) or 'spec'}: {e['msg'].removeprefix('Value error, ')}" for e in exc.errors()]
+
+
 def parse_spec(data: dict[str, Any], source: str = "<spec>") -> StackSpec:
     try:
         return StackSpec.model_validate(data)
     except ValidationError as exc:
-        lines = [f"  - {'.'.join(map(str, e['loc'])) or 'spec'}: {e['msg'].removeprefix('Value error, ')}"
-                 for e in exc.errors()]
-        raise SpecError(f"invalid stack spec {source}:\n" + "\n".join(lines)) from None
+        raise SpecError(f"invalid stack spec {source}:\n" + "\n".join(f"  - {line}" for line in error_lines(exc))) from None
 
 
 def default_profile() -> str:

@@ -12,6 +12,8 @@ from typing import Literal
 from pydantic import BaseModel, Field
 
 from serve import paths
+from serve.paths import write_atomic
+from serve.process import pid_alive
 from serve.render import MASTER_KEY_ENV
 from serve.spec import StackSpec
 
@@ -63,32 +65,28 @@ def read_state() -> StackState | None:
         return None
 
 
+NOT_READY = ("no stack is ready: start it with `python -m serve up --detach` (or `pixi run serve` in another shell; "
+             "`python -m serve status` shows what runs)")
+
+
+def running_state() -> StackState | None:
+    """The state of a stack whose supervisor is alive, in whatever phase; None if none runs."""
+    state = read_state()
+    return state if state and pid_alive(state.supervisor_pid) else None
+
+
+def ready_state() -> StackState | None:
+    """The state of a running stack that is ready to serve; None otherwise (see NOT_READY)."""
+    state = running_state()
+    return state if state and state.phase == "ready" else None
+
+
 def write_state(state: StackState) -> None:
-    path = state_path()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text(state.model_dump_json(indent=2))
-    tmp.replace(path)
+    write_atomic(state_path(), state.model_dump_json(indent=2))
 
 
 def now_iso() -> str:
     return datetime.now(timezone.utc).isoformat(timespec="seconds")
-
-
-def pid_alive(pid: int | None) -> bool:
-    if not pid:
-        return False
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    # A zombie still answers kill(0); it is not running.
-    try:
-        return Path(f"/proc/{pid}/stat").read_text().split(") ")[-1][0] != "Z"
-    except OSError:
-        return True
 
 
 def key_path() -> Path:

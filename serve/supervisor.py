@@ -8,17 +8,12 @@ back-off, up to a limit), and on Ctrl-C or SIGTERM stops every group it started.
 
 from __future__ import annotations
 
-import ctypes
 import os
 import shutil
 import signal
-import socket
-import subprocess
 import sys
 import time
 from collections import defaultdict
-from dataclasses import dataclass, field
-from pathlib import Path
 from typing import IO
 
 import httpx
@@ -28,14 +23,12 @@ from serve import paths
 from serve.provision import is_provisioned
 from serve.render import litellm_command, litellm_config, proxy_env, vllm_command, vllm_env
 from serve.spec import SpecError, StackSpec, WorkerSpec
-from serve.state import ProcessState, StackState, WorkerState, now_iso, pid_alive, write_state
+from serve.process import Managed, group_alive, log_tail, pid_alive, port_is_free, probe, stop_process_group
+from serve.state import ProcessState, StackState, WorkerState, now_iso, write_state
 
-LOG_TAIL_LINES = 40
 PROGRESS_EVERY_S = 10.0
-STOP_GRACE_S = 20.0
 MAX_RESTARTS = 3
 RESTART_BACKOFF_S = (5.0, 15.0, 45.0)
-PR_SET_PDEATHSIG = 1
 
 
 class StartupError(RuntimeError):
@@ -72,107 +65,6 @@ def preflight(spec: StackSpec) -> None:
                             "use `--profile cpu` on this machine")
     if problems:
         raise SpecError("the stack cannot start here:\n" + "\n".join(f"  - {p}" for p in problems))
-
-
-def port_is_free(host: str, port: int) -> bool:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        try:
-            sock.bind((host, port))
-        except OSError:
-            return False
-    return True
-
-
-def log_tail(path: Path, lines: int = LOG_TAIL_LINES) -> str:
-    try:
-        return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
-    except FileNotFoundError:
-        return "(no log written)"
-
-
-def _die_with_parent() -> None:
-    """In the child: get SIGTERM if the supervisor dies, even by SIGKILL, so no worker is orphaned."""
-    libc = ctypes.CDLL(None, use_errno=True)
-    libc.prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
-
-
-def stop_process_group(pid: int, grace_s: float = STOP_GRACE_S) -> None:
-    """SIGTERM the process group led by `pid` (vLLM's engine core lives in it too), SIGKILL after the grace."""
-    for sig, wait_s in ((signal.SIGTERM, grace_s), (signal.SIGKILL, 5.0)):
-        try:
-            os.killpg(pid, sig)
-        except ProcessLookupError:
-            return
-        deadline = time.monotonic() + wait_s
-        while time.monotonic() < deadline:
-            if not _group_alive(pid):
-                return
-            time.sleep(0.2)
-
-
-def _group_alive(pgid: int) -> bool:
-    try:
-        os.killpg(pgid, 0)
-    except ProcessLookupError:
-        return False
-    # Zombies (already dead, not yet reaped) keep a group "alive" for killpg; look for a live member.
-    for stat in Path("/proc").glob("[0-9]*/stat"):
-        try:
-            fields = stat.read_text().rsplit(") ", 1)[1].split()
-        except (OSError, IndexError):
-            continue
-        if int(fields[2]) == pgid and fields[0] != "Z":
-            return True
-    return False
-
-
-@dataclass
-class Managed:
-    """One process the supervisor starts: a worker or the proxy."""
-
-    name: str
-    url: str
-    health_path: str
-    command: list[str]
-    env: dict[str, str]
-    log: Path
-    popen: subprocess.Popen | None = None
-    restarts: int = 0
-    next_restart_at: float | None = None
-    gave_up: bool = False
-    _log_file: IO | None = field(default=None, repr=False)
-
-    def start(self, mode: str = "w") -> None:
-        self.log.parent.mkdir(parents=True, exist_ok=True)
-        if self._log_file:
-            self._log_file.close()  # a restart appends to the same log
-        self._log_file = open(self.log, mode)
-        self.popen = subprocess.Popen(
-            self.command, env={**os.environ, **self.env}, stdout=self._log_file, stderr=subprocess.STDOUT,
-            stdin=subprocess.DEVNULL, start_new_session=True, preexec_fn=_die_with_parent, cwd=self.log.parent,
-        )
-
-    @property
-    def pid(self) -> int | None:
-        return self.popen.pid if self.popen else None
-
-    def exited(self) -> int | None:
-        return self.popen.poll() if self.popen else None
-
-    def healthy(self, client: httpx.Client) -> bool:
-        try:
-            return client.get(self.url + self.health_path, timeout=2.0).status_code == 200
-        except httpx.HTTPError:
-            return False
-
-    def stop(self) -> None:
-        if self.popen and self.popen.poll() is None:
-            stop_process_group(self.popen.pid)
-        if self.popen:
-            self.popen.wait()
-        if self._log_file:
-            self._log_file.close()
 
 
 class Supervisor:
@@ -305,10 +197,7 @@ class Supervisor:
         for worker in self.spec.workers:
             if worker.is_external:
                 url = self.spec.worker_url(worker)
-                try:
-                    ok = client.get(url + "/health", timeout=5.0).status_code == 200
-                except httpx.HTTPError:
-                    ok = False
+                ok = probe(client, url + "/health", timeout_s=5.0)
                 self.say(f"external worker {worker.name} at {url}: {'healthy' if ok else 'NOT healthy (the proxy will route around it)'}")
 
     def _watch(self, client: httpx.Client) -> None:
@@ -367,10 +256,10 @@ def stop_stack(state: StackState, timeout_s: float = 60.0, say=print) -> bool:
         deadline = time.monotonic() + timeout_s
         while pid_alive(state.supervisor_pid) and time.monotonic() < deadline:
             time.sleep(0.5)
-    leftovers = [p for p in [state.proxy, *state.workers] if p.pid and _group_alive(p.pid)]
+    leftovers = [p for p in [state.proxy, *state.workers] if p.pid and group_alive(p.pid)]
     for proc in leftovers:
         say(f"  {proc.name} (pid {proc.pid}) still running: stopping its process group")
         stop_process_group(proc.pid)
     if pid_alive(state.supervisor_pid):
         os.kill(state.supervisor_pid, signal.SIGKILL)
-    return not any(p.pid and _group_alive(p.pid) for p in [state.proxy, *state.workers])
+    return not any(p.pid and group_alive(p.pid) for p in [state.proxy, *state.workers])

@@ -6,16 +6,17 @@ import json
 import sys
 from datetime import datetime, timezone
 
+from serve.state import now_iso
 from bench.records import EnvLock, GitState, Manifest, RequestRecord, lock_mismatch
 from bench.spec import load_mix
 from bench.summary import summarize
 from serve.spec import load_profile
-from bench.rundir import RunDir, machine_info, new_run_id, env_lock, read_manifest, read_requests, utc_now
+from bench.rundir import RunDir, machine_info, new_run_id, env_lock, read_manifest, read_requests
 from serve.tasks import STAMP_NAME
 
 
 def manifest(run_id: str = "r1") -> Manifest:
-    return Manifest(run_id=run_id, status="running", started_at=utc_now(), mix=load_mix("npc-cpu"),
+    return Manifest(run_id=run_id, status="running", started_at=now_iso(), mix=load_mix("npc-cpu"),
                     stack=load_profile("cpu"), endpoints={"proxy": "http://127.0.0.1:4000/v1"},
                     versions={"locust": "2.47.0"}, git=GitState(commit="abc", dirty=False), machine=machine_info())
 
