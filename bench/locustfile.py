@@ -26,14 +26,12 @@ from locust.html import get_html_report
 from locust.stats import PERCENTILES_TO_REPORT, StatsCSV
 
 from bench.client import Direct, send
-from bench.npc import NPC
-from bench.records import Manifest, RequestRecord, ServerSummary, meets_slo
-from bench.rundir import (RunDir, new_run_id, provenance, read_requests, read_server_metrics,
-                          worker_cache_config)
-from bench.scrape import ServerScraper, Target
-from bench.shapes import SHAPES
-from bench.spec import ResolvedMix, check_fits, direct_worker, load_mix, mix_names
 from bench.metrics import prefix_cache_hit_rates
+from bench.npc import NPC
+from bench.records import Manifest, RequestRecord, RunStatus, ServerSummary, meets_slo
+from bench.rundir import RunDir, new_run_id, provenance, read_requests, read_server_metrics, worker_cache_config
+from bench.scrape import ServerScraper, Target
+from bench.spec import ResolvedMix, check_fits, direct_worker, load_mix, mix_names
 from bench.summary import memory_trend, summarize
 from serve.process import pid_alive
 from serve.state import NOT_READY, StackState, master_key, now_iso, ready_state
@@ -60,7 +58,7 @@ class DeadlineMissed(Exception):
 def mix_choices(argv: list[str]) -> list[str]:
     """The shipped mixes, plus a mix file named on the command line (`--mix my.toml`), which the web UI
     then offers in its list too."""
-    given = [b for a, b in zip(argv, argv[1:]) if a == "--mix"] + [a.removeprefix("--mix=") for a in argv
+    given = [b for a, b in itertools.pairwise(argv) if a == "--mix"] + [a.removeprefix("--mix=") for a in argv
                                                                  if a.startswith("--mix=")]
     return mix_names() + [g for g in given if g.endswith(".toml")]
 
@@ -86,11 +84,13 @@ def _arguments(parser) -> None:
 class Run:
     """The one test that is running in this Locust process: its mix, stack, client, folder and scraper."""
 
+    mix: ResolvedMix
+    stack: StackState
+    scraper: ServerScraper
+
     def __init__(self) -> None:
-        self.mix: ResolvedMix | None = None
-        self.stack: StackState | None = None
-        self.dir: RunDir | None = None
-        self.scraper: ServerScraper | None = None
+        self.prepared = False  # mix, stack and client are set (prepare runs before the test starts)
+        self.dir: RunDir | None = None  # set while a test runs
         self.inflight = gevent.pool.Group()
         self.background: list[gevent.Greenlet] = []
         self.npc_ids = itertools.count()
@@ -101,7 +101,7 @@ class Run:
 
     # -- set-up: called from the shape's first tick (which runs before test_start) and from test_start
     def prepare(self, environment) -> None:
-        if self.mix is not None:
+        if self.prepared:
             return
         options = environment.parsed_options
         stack = ready_state()
@@ -122,11 +122,12 @@ class Run:
         # group's workers schedule by priority, where it is what the operator asked for.
         self.priority_groups = {name for name, group in stack.spec.groups.items() if group.scheduling_policy == "priority"}
         self.class_names = list(mix.classes)
-        self.credit = {name: 0.0 for name in self.class_names}
+        self.credit = dict.fromkeys(self.class_names, 0.0)
         self.weight_sum = sum(mix.mix.weights[name] for name in self.class_names)
         self.shape_finished = False
         self.stack_lost = None
         self.t0 = time.time()
+        self.prepared = True
 
     def start(self, environment) -> None:
         self.prepare(environment)
@@ -183,6 +184,10 @@ class Run:
         record.slo_met = meets_slo(record, cls.slo)
         self.record(record)
 
+    def spawn(self, npc: NPC, tick: int | None = None, deadline_s: float | None = None) -> None:
+        """Open loop: send without waiting for the reply; the run waits for these at its end."""
+        self.inflight.spawn(self.fire, npc, tick=tick, deadline_s=deadline_s)
+
     def record(self, record: RequestRecord) -> None:
         if self.dir is None:
             return
@@ -212,26 +217,27 @@ class Run:
 
     # -- tear-down
     def stop(self, environment) -> None:
-        if self.dir is None:
+        run_dir = self.dir
+        if run_dir is None:
             return
         self.inflight.join(timeout=self.stack.spec.proxy.timeout_s)  # open-loop requests still in flight
         self.inflight.kill()
         gevent.killall(self.background)
         self.scraper.scrape_once()  # the last sample closes the counters' window
         duration = time.time() - self.t0
-        summary = summarize(read_requests(self.dir.path), duration)
-        summary.server = self.server_summary()
-        self._write_locust_reports(environment)
-        status = "failed" if self.stack_lost else "complete" if self.shape_finished else "interrupted"
+        summary = summarize(read_requests(run_dir.path), duration)
+        summary.server = self.server_summary(run_dir)
+        self._write_locust_reports(environment, run_dir)
+        status: RunStatus = "failed" if self.stack_lost else "complete" if self.shape_finished else "interrupted"
         if self.stack_lost:
-            self.dir.manifest.notes.append(self.stack_lost)
-        self.dir.close(status, summary)
+            run_dir.manifest.notes.append(self.stack_lost)
+        run_dir.close(status, summary)
         self.scraper.close()
-        print(f"[bench] run {self.dir.manifest.run_id} {status}: {summary.all.requests} requests, "
-              f"results in {self.dir.path}", file=sys.stderr, flush=True)
-        self.dir, self.mix = None, None
+        print(f"[bench] run {run_dir.manifest.run_id} {status}: {summary.all.requests} requests, "
+              f"results in {run_dir.path}", file=sys.stderr, flush=True)
+        self.dir, self.prepared = None, False  # the web UI's next test may pick another mix
 
-    def server_summary(self) -> ServerSummary:
+    def server_summary(self, run_dir: RunDir) -> ServerSummary:
         """Token counts the workers counted themselves, beside what the client counted, and each process's memory."""
         delta = self.scraper.window.delta
         workers = [w.name for w in self.stack.workers]
@@ -243,19 +249,19 @@ class Run:
             finished_requests=sum(v for k, v in delta("vllm:request_success_total").items() if k in workers),
             preemptions=sum(v for k, v in delta("vllm:num_preemptions_total").items() if k in workers),
             prefix_cache_hit_rate=prefix_cache_hit_rates(self.scraper.window, {w.name: w.group for w in self.stack.workers}),
-            memory=memory_trend(read_server_metrics(self.dir.path)),
+            memory=memory_trend(read_server_metrics(run_dir.path)),
         )
 
-    def _write_locust_reports(self, environment) -> None:
+    def _write_locust_reports(self, environment, run_dir: RunDir) -> None:
         stats_csv = StatsCSV(environment, PERCENTILES_TO_REPORT)
         for name, write in (("locust_stats.csv", stats_csv.requests_csv), ("locust_failures.csv", stats_csv.failures_csv),
                             ("locust_exceptions.csv", stats_csv.exceptions_csv)):
-            with open(self.dir.path / name, "w", newline="") as f:
+            with open(run_dir.path / name, "w", newline="") as f:
                 write(csv.writer(f))
-            self.dir.manifest.files[name.removesuffix(".csv")] = name
+            run_dir.manifest.files[name.removesuffix(".csv")] = name
         if not environment.parsed_options.skip_html_report:
-            (self.dir.path / "locust_report.html").write_text(get_html_report(environment, show_download_link=False))
-            self.dir.manifest.files["locust_report"] = "locust_report.html"
+            (run_dir.path / "locust_report.html").write_text(get_html_report(environment, show_download_link=False))
+            run_dir.manifest.files["locust_report"] = "locust_report.html"
 
 
 RUN = Run()
@@ -275,10 +281,11 @@ class MixShape(LoadTestShape):
     """Delegates to the mix's shape (bench/shapes.py); the mix is chosen with --mix, also in the web UI."""
 
     def tick(self):
+        assert self.runner is not None  # Locust sets it before the first tick
         RUN.prepare(self.runner.environment)
         if RUN.stack_lost:
             return None
-        users_and_rate = SHAPES[RUN.mix.mix.shape.kind].users_at(RUN.mix.mix.shape, self.get_run_time())
+        users_and_rate = RUN.mix.mix.shape.users_at(self.get_run_time())
         if users_and_rate is None:
             RUN.shape_finished = True
         return users_and_rate
@@ -291,7 +298,8 @@ class NPCUser(User):
         index = next(RUN.npc_ids)
         seed = RUN.mix.mix.seed
         self.npc = NPC(npc_id=f"npc-{index}", rng=random.Random(f"{seed}/{index}"), faction=index % 4)
-        self.pacer = SHAPES[RUN.mix.mix.shape.kind](RUN.mix.mix.shape, RUN, self.npc)
+        shape = RUN.mix.mix.shape
+        self.pacer = shape.pacer(shape, RUN, self.npc)
 
     def wait_time(self) -> float:
         return self.pacer.wait_s()

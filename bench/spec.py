@@ -1,4 +1,4 @@
-"""Typed NPC traffic: the classes (what a request looks like, and its SLOs), load shapes, and mixes.
+"""Typed NPC traffic: the classes (what a request looks like, and its SLOs) and mixes (load shapes: bench/shapes/).
 
 `bench/classes.toml` defines each traffic class once, with lengths and SLOs per scale
 (`cpu`: the small model's context; `gpu`: the reference deployment's prefill-heavy traffic).
@@ -7,14 +7,15 @@ A mix (`bench/mixes/*.toml`) picks a scale, class weights and a load shape.
 
 from __future__ import annotations
 
-import math
 import random
 import tomllib
 from pathlib import Path
-from typing import Annotated, Any, Literal, Union
+from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
+from bench.errors import MixError
+from bench.shapes import Shape
 from serve.spec import StackSpec, error_lines
 
 BENCH_DIR = Path(__file__).parent
@@ -22,10 +23,6 @@ CLASSES_FILE = BENCH_DIR / "classes.toml"
 MIXES_DIR = BENCH_DIR / "mixes"
 Kind = Literal["ambient", "tool_call", "dialogue", "interrupted", "multi_turn", "planning", "fixed"]
 Scale = Literal["cpu", "gpu"]
-
-
-class MixError(ValueError):
-    """A mix or class definition that cannot run; the message says what to change."""
 
 
 class _Strict(BaseModel):
@@ -91,61 +88,6 @@ class TrafficClass(_Strict):
         if self.kind == "tool_call" and not self.tools:
             raise ValueError(f"class {self.name}: a tool_call class sets tools = true")
         return self
-
-
-# -- load shapes: each a small model; bench/shapes.py turns them into Locust schedules --------
-
-
-class ClosedLoop(_Strict):
-    """`users` NPCs, each sending its next request `think_time_s` (exponential mean) after the last reply."""
-
-    kind: Literal["closed"] = "closed"
-    users: int = Field(gt=0)
-    think_time_s: float = Field(1.0, ge=0)
-    duration_s: float = Field(60, gt=0)
-
-
-class Poisson(_Strict):
-    """Open loop: requests arrive as a Poisson process at `rate_rps`, whether or not earlier ones finished."""
-
-    kind: Literal["poisson"] = "poisson"
-    rate_rps: float = Field(gt=0)
-    users: int = Field(16, gt=0, description="NPCs the arrivals are spread over")
-    duration_s: float = Field(60, gt=0)
-
-
-class TickBurst(_Strict):
-    """`npcs` NPCs each send a request on every game tick at `tick_hz`; an answer later than the deadline
-    (default: the next tick) misses its tick."""
-
-    kind: Literal["tick"] = "tick"
-    npcs: int = Field(gt=0)
-    tick_hz: float = Field(gt=0)
-    deadline_s: float | None = Field(None, gt=0)
-    duration_s: float = Field(60, gt=0)
-
-    @property
-    def tick_deadline_s(self) -> float:
-        return self.deadline_s or 1.0 / self.tick_hz
-
-
-class SteppedRamp(_Strict):
-    """Closed loop from `start_users`, adding `step_users` every `step_s`, up to `max_users`: finds the knee."""
-
-    kind: Literal["ramp"] = "ramp"
-    start_users: int = Field(1, gt=0)
-    step_users: int = Field(gt=0)
-    step_s: float = Field(gt=0)
-    max_users: int = Field(gt=0)
-    think_time_s: float = Field(0.5, ge=0)
-
-    @property
-    def duration_s(self) -> float:
-        steps = math.ceil((self.max_users - self.start_users) / self.step_users) + 1  # the last one at max_users
-        return steps * self.step_s
-
-
-Shape = Annotated[Union[ClosedLoop, Poisson, TickBurst, SteppedRamp], Field(discriminator="kind")]
 
 
 class Lengths(_Strict):
@@ -217,7 +159,7 @@ def load_mix(name_or_path: str, npcs: int = 0, rate_rps: float = 0.0, duration_s
     data.setdefault("name", path.stem)
     try:
         mix = Mix.model_validate(data)
-        if overrides := shape_overrides(mix.shape, npcs, rate_rps, duration_s):
+        if overrides := mix.shape.overrides(npcs, rate_rps, duration_s):
             mix = Mix.model_validate({**data, "shape": {**data["shape"], **overrides}})
     except ValidationError as exc:
         raise MixError(f"invalid mix {path}:\n{_errors(exc)}") from None
@@ -235,22 +177,6 @@ def replace_lengths(cls: TrafficClass, lengths: Lengths | None) -> TrafficClass:
     if lengths is None:
         return cls
     return cls.model_copy(update={field: getattr(lengths, field) for field in lengths.model_fields_set})
-
-
-def shape_overrides(shape: Any, npcs: int = 0, rate_rps: float = 0.0, duration_s: float = 0.0) -> dict[str, Any]:
-    """Command-line overrides as fields of this kind of shape (0 means keep the mix's value)."""
-    overrides: dict[str, Any] = {}
-    if npcs:
-        overrides[{"closed": "users", "poisson": "users", "tick": "npcs", "ramp": "max_users"}[shape.kind]] = npcs
-    if rate_rps:
-        if shape.kind != "poisson":
-            raise MixError(f"--rate-rps applies to a poisson shape; this mix's shape is {shape.kind}")
-        overrides["rate_rps"] = rate_rps
-    if duration_s:
-        if shape.kind == "ramp":
-            raise MixError("a ramp's duration follows from its steps; change step_s or max_users instead")
-        overrides["duration_s"] = duration_s
-    return overrides
 
 
 def check_fits(mix: ResolvedMix, stack: StackSpec) -> None:

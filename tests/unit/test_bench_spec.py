@@ -6,8 +6,8 @@ import random
 
 import pytest
 
+from bench.spec import LengthDist, MixError, check_fits, load_classes, load_mix, mix_names
 from serve.spec import load_profile
-from bench.spec import LengthDist, MixError, check_fits, load_classes, load_mix, mix_names, shape_overrides
 
 
 @pytest.mark.parametrize("scale", ["cpu", "gpu"])
@@ -70,9 +70,9 @@ def test_mix_with_bad_shape(tmp_path) -> None:
 def test_shape_overrides_map_to_the_shape_kind() -> None:
     assert load_mix("ambient", npcs=3).mix.shape.npcs == 3
     closed = load_mix("npc-cpu").mix.shape
-    assert shape_overrides(closed, npcs=5, duration_s=9) == {"users": 5, "duration_s": 9}
+    assert closed.overrides(npcs=5, duration_s=9) == {"users": 5, "duration_s": 9}
     with pytest.raises(MixError, match="--rate-rps applies to a poisson shape"):
-        shape_overrides(closed, rate_rps=3)
+        closed.overrides(rate_rps=3)
 
 
 def test_a_mix_sets_its_own_lengths_for_a_class(tmp_path) -> None:
