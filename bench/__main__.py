@@ -13,7 +13,6 @@
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import signal
 import subprocess
@@ -178,7 +177,8 @@ def cmd_overhead(args: argparse.Namespace) -> int:
 
 
 def cmd_fidelity(args: argparse.Namespace) -> int:
-    from bench.fidelity import run_fidelity, table as fidelity_table
+    from bench.fidelity import run_fidelity
+    from bench.fidelity import table as fidelity_table
 
     state = ready_stack()
     if not any(w.name == args.direct for w in state.workers):

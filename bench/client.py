@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import json
 import time
 from typing import NamedTuple
@@ -117,7 +118,8 @@ def _streamed(client, cls, request, base, t_start, t0) -> tuple[RequestRecord, s
     itl = ((token_times[-1] - token_times[0]) / (output_tokens - 1)) if len(token_times) > 1 and output_tokens > 1 else None
     record = RequestRecord(
         **{**base, "worker": worker}, t_start=t_start, e2e_s=e2e, ttft_s=(token_times[0] - t0) if token_times else None,
-        itl_s=itl, token_gaps_s=[round(b - a, 5) for a, b in zip(token_times, token_times[1:])] or None, prompt_tokens=usage.prompt_tokens if usage else None, output_tokens=output_tokens,
+        itl_s=itl, token_gaps_s=[round(b - a, 5) for a, b in itertools.pairwise(token_times)] or None,
+        prompt_tokens=usage.prompt_tokens if usage else None, output_tokens=output_tokens,
         outcome="interrupted" if interrupted else ("ok" if token_times else "error"),
         error=None if token_times else "stream ended with no content",
     )

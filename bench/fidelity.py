@@ -33,9 +33,9 @@ from pydantic import BaseModel
 from bench.metrics import CounterWindow, scrape, total
 from bench.records import Provenance
 from bench.rundir import provenance, read_requests
+from serve.process import log_tail
 from serve.render import VLLM
 from serve.state import StackState, now_iso
-from serve.process import log_tail
 
 FIGURES = ["ttft_median_ms", "itl_median_ms", "output_tps"]  # the ones that must agree
 
@@ -168,6 +168,7 @@ def run_fidelity(state: StackState, results_dir: Path, run_id: str, worker_name:
 
 
 def table(record: FidelityRun) -> pd.DataFrame:
+    assert record.vllm is not None and record.bench is not None, "the fidelity run did not finish"
     rows = {"vllm bench serve": record.vllm.model_dump(), "python -m bench": record.bench.model_dump()}
     frame = pd.DataFrame(rows)
     frame["difference"] = pd.Series({k: f"{v:+.1%}" for k, v in record.differences.items()})

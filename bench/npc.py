@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import random
 from dataclasses import dataclass, field
+from typing import Any
 
 from bench.spec import TrafficClass
 
@@ -17,7 +18,7 @@ no way could people my than first water been call who oil its now find long down
 # Chat-template tokens around each message (role markers, newlines), taken off the filler so totals land near target.
 MESSAGE_OVERHEAD_TOKENS = 5
 
-NPC_TOOLS = [
+NPC_TOOLS: list[dict[str, Any]] = [
     {
         "type": "function",
         "function": {

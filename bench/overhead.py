@@ -20,28 +20,28 @@ from __future__ import annotations
 
 import asyncio
 import itertools
-import json
 import time
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 import httpx
 import openai
 import pandas as pd
 import yaml
+from openai.types.chat import ChatCompletionMessageParam
 from pydantic import BaseModel, Field
 
 from bench.metrics import scrape, total
 from bench.records import Provenance
 from bench.rundir import provenance
+from serve.process import Managed, log_tail, port_is_free, process_tree
 from serve.render import litellm_command, litellm_config, proxy_env
 from serve.spec import ProxySpec, apply_overrides, parse_spec
 from serve.state import StackState, master_key, now_iso
-from serve.process import Managed, log_tail, port_is_free, process_tree
 
 DIRECT, PROXY = "direct", "proxy"  # targets; a compared proxy is named by its --compare label
 Shape = Literal["plain", "stream"]
-PROMPT = [{"role": "user", "content": "The guard sees the player. One word:"}]
+PROMPT: list[ChatCompletionMessageParam] = [{"role": "user", "content": "The guard sees the player. One word:"}]
 OUTPUT_TOKENS: dict[Shape, int] = {"plain": 1, "stream": 8}
 OVERHEAD_METRIC = "litellm_overhead_latency_metric"
 
@@ -95,14 +95,14 @@ class Bench:
     async def one(self, target: str, shape: Shape, concurrency: int) -> None:
         client, model = (next(self.next_direct), self.served_name) if target == DIRECT else (self.clients[target], "light")
         stream = shape == "stream"
-        row = {"shape": shape, "concurrency": concurrency, "target": target, "ok": False, "header_ms": None}
+        row: dict[str, Any] = {"shape": shape, "concurrency": concurrency, "target": target, "ok": False, "header_ms": None}
         start = time.perf_counter()
         try:
             raw = await client.chat.completions.with_raw_response.create(
                 model=model, messages=PROMPT, max_tokens=OUTPUT_TOKENS[shape], stream=stream, temperature=0,
                 extra_body={"ignore_eos": True})
             reply = raw.parse()
-            if stream:
+            if isinstance(reply, openai.AsyncStream):
                 async for _ in reply:
                     pass
             header = raw.headers.get("x-litellm-overhead-duration-ms")

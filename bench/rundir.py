@@ -15,7 +15,7 @@ import platform
 import socket
 import subprocess
 import sys
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 import httpx
@@ -35,7 +35,7 @@ SERVER_METRICS = "server_metrics.csv"
 
 
 def new_run_id(mix_name: str, now: datetime | None = None) -> str:
-    now = now or datetime.now(timezone.utc)
+    now = now or datetime.now(UTC)
     return f"{now:%Y%m%d-%H%M%S}-{mix_name}"
 
 
@@ -142,7 +142,7 @@ class RunDir:
         self.manifest.status = status
         self.manifest.ended_at = now_iso()
         started = datetime.fromisoformat(self.manifest.started_at)
-        self.manifest.duration_s = round((datetime.now(timezone.utc) - started).total_seconds(), 1)
+        self.manifest.duration_s = round((datetime.now(UTC) - started).total_seconds(), 1)
         if summary is not None:
             self.manifest.summary = summary
         self.write_manifest()

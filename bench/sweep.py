@@ -50,7 +50,7 @@ class SweepSpec(BaseModel):
 
 def grid(axes: dict[str, list[Any]]) -> list[dict[str, Any]]:
     """Every combination of the axes' values, in order; one empty point when there are no axes."""
-    return [dict(zip(axes, values)) for values in itertools.product(*axes.values())]
+    return [dict(zip(axes, values, strict=True)) for values in itertools.product(*axes.values())]
 
 
 def load_sweep(path: Path) -> SweepSpec:
@@ -94,7 +94,7 @@ def run_sweep(path: Path, results_dir: Path, resume: bool = True) -> int:
     sweep_dir.mkdir(parents=True, exist_ok=True)
     (sweep_dir / "sweep.json").write_text(sweep.model_dump_json(indent=2))
     index: list[dict[str, Any]] = []
-    startup = _previous_startup(sweep_dir)
+    startup: dict[int, float | None] = {**_previous_startup(sweep_dir)}
     settings, load_points = serve_points(sweep), grid(sweep.load)
     print(f"sweep {path.stem}: {len(settings)} serve settings x {len(load_points)} load levels -> {sweep_dir}")
     try:

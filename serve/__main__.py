@@ -22,11 +22,11 @@ from pathlib import Path
 import yaml
 
 from serve import paths
+from serve.process import pid_alive, probe
 from serve.provision import PROVISIONERS
 from serve.render import MASTER_KEY_ENV, litellm_config, vllm_command, vllm_env
 from serve.spec import SpecError, StackSpec, default_profile, load_profile
-from serve.process import pid_alive, probe
-from serve.state import StackState, key_path, master_key, read_state, running_state, to_json
+from serve.state import key_path, master_key, read_state, running_state, to_json
 
 DETACHED_ENV = "NPCBENCH_DETACHED"
 
@@ -121,11 +121,11 @@ def _follow(child: subprocess.Popen, log: Path, key: str, spec: StackSpec) -> in
         print(text[shown:], end="", flush=True)
         shown = len(text)
         state = read_state()
-        mine = state is not None and state.supervisor_pid == child.pid
-        if mine and state.phase == "ready":
-            print(banner(state.proxy.url, key, spec, detached=True), flush=True)
+        mine = state if state is not None and state.supervisor_pid == child.pid else None
+        if mine and mine.phase == "ready":
+            print(banner(mine.proxy.url, key, spec, detached=True), flush=True)
             return 0
-        if child.poll() is not None or (mine and state.phase == "failed"):
+        if child.poll() is not None or (mine and mine.phase == "failed"):
             child.wait()
             print(log.read_text(errors="replace")[shown:], end="", flush=True)
             return fail(f"the stack did not become ready (supervisor exit code {child.returncode}); see {log}")
@@ -178,7 +178,7 @@ def cmd_down(args: argparse.Namespace) -> int:
 def cmd_provision(args: argparse.Namespace) -> int:
     spec = load(args)
     for model in {m.hf_id: m for m in spec.models.values()}.values():
-        if model.provision:
+        if model.provision and model.local_dir:
             PROVISIONERS[model.provision](model.local_dir)
         else:
             print(f"{model.hf_id}: downloaded from the Hugging Face hub, not provisioned here "
@@ -215,7 +215,8 @@ def main(argv: list[str] | None = None) -> int:
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = parser.add_subparsers(dest="command", required=True)
     set_help = "override a profile field, e.g. --set groups.light.max_num_seqs=4 (repeatable)"
-    profile_help = "profile name (serve/profiles/*.toml) or a .toml path; default: $NPCBENCH_PROFILE, else gpu if NVIDIA GPUs are visible, else cpu"
+    profile_help = ("profile name (serve/profiles/*.toml) or a .toml path; default: $NPCBENCH_PROFILE, "
+                    "else gpu if NVIDIA GPUs are visible, else cpu")
 
     up = sub.add_parser("up", help="start the stack")
     up.add_argument("--profile", help=profile_help)

@@ -103,7 +103,7 @@ def litellm_config(spec: StackSpec) -> dict[str, Any]:
         }
         for worker in spec.workers
     ]
-    router = {
+    router: dict[str, Any] = {
         "routing_strategy": "simple-shuffle" if proxy.routing_strategy == SESSION_AFFINITY else proxy.routing_strategy,
         "num_retries": proxy.num_retries,
         "allowed_fails": proxy.allowed_fails,

@@ -118,7 +118,7 @@ class ProxySpec(_Strict):
     cooldown_time_s: float = Field(30, ge=0)
     timeout_s: float = Field(120, gt=0)
     stream_timeout_s: float = Field(60, gt=0)
-    fallbacks: dict[GroupName, list[GroupName]] = Field(default_factory=lambda: {"heavy": ["light"]})
+    fallbacks: dict[GroupName, list[GroupName]] = Field(default_factory=lambda: {"heavy": ["light"]})  # type: ignore[arg-type]
     redis_host: str | None = Field(None, description="share routing state (cooldowns, usage, latency) with other proxy "
                                    "instances through this Redis; its password comes from $REDIS_PASSWORD")
     redis_port: int = Field(6379, ge=1, le=65535)
@@ -193,7 +193,7 @@ class StackSpec(_Strict):
     def model_of(self, worker: WorkerSpec) -> ModelSpec:
         return self.models[self.groups[worker.group].model]
 
-    def kv_bytes_per_token(self, group_name: str) -> int:
+    def kv_bytes_per_token(self, group_name: GroupName) -> int:
         """KV-cache bytes one token takes on this group's workers (the KV cache has the model's dtype)."""
         group = self.groups[group_name]
         return self.models[group.model].kv_bytes_per_token(4 if group.dtype == "float32" else 2)

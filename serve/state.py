@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import os
 import secrets
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Literal
 
@@ -15,7 +15,7 @@ from serve import paths
 from serve.paths import write_atomic
 from serve.process import pid_alive
 from serve.render import MASTER_KEY_ENV
-from serve.spec import StackSpec
+from serve.spec import GroupName, StackSpec
 
 Phase = Literal["starting", "ready", "failed", "stopping", "stopped"]
 # LiteLLM refuses these at start-up (UnsafeMasterKeyError) or they are trivially guessable.
@@ -33,7 +33,7 @@ class ProcessState(BaseModel):
 
 
 class WorkerState(ProcessState):
-    group: str
+    group: GroupName
     model: str
     external: bool = False
 
@@ -86,7 +86,7 @@ def write_state(state: StackState) -> None:
 
 
 def now_iso() -> str:
-    return datetime.now(timezone.utc).isoformat(timespec="seconds")
+    return datetime.now(UTC).isoformat(timespec="seconds")
 
 
 def key_path() -> Path:

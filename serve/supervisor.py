@@ -20,10 +20,10 @@ import httpx
 import yaml
 
 from serve import paths
+from serve.process import Managed, group_alive, log_tail, pid_alive, port_is_free, probe, stop_process_group
 from serve.provision import is_provisioned
 from serve.render import litellm_command, litellm_config, proxy_env, vllm_command, vllm_env
-from serve.spec import SpecError, StackSpec, WorkerSpec
-from serve.process import Managed, group_alive, log_tail, pid_alive, port_is_free, probe, stop_process_group
+from serve.spec import SpecError, StackSpec
 from serve.state import ProcessState, StackState, WorkerState, now_iso, write_state
 
 PROGRESS_EVERY_S = 10.0
@@ -187,8 +187,8 @@ class Supervisor:
                     f"(raise --startup-timeout if the machine is slow).\n"
                     + "\n".join(f"--- last lines of {m.log} ---\n{log_tail(m.log, 15)}" for m in waiting)
                 )
-            waiting = ", ".join(f"{m.name} {elapsed:.0f}s" for m in wave if m.name not in ready)
-            if waiting and time.monotonic() - last_progress >= PROGRESS_EVERY_S:
+            pending = ", ".join(f"{m.name} {elapsed:.0f}s" for m in wave if m.name not in ready)
+            if pending and time.monotonic() - last_progress >= PROGRESS_EVERY_S:
                 last_progress = time.monotonic()
                 self.say(f"  waiting for /health: {waiting}")
             time.sleep(0.5)
@@ -198,7 +198,8 @@ class Supervisor:
             if worker.is_external:
                 url = self.spec.worker_url(worker)
                 ok = probe(client, url + "/health", timeout_s=5.0)
-                self.say(f"external worker {worker.name} at {url}: {'healthy' if ok else 'NOT healthy (the proxy will route around it)'}")
+                health = "healthy" if ok else "NOT healthy (the proxy will route around it)"
+                self.say(f"external worker {worker.name} at {url}: {health}")
 
     def _watch(self, client: httpx.Client) -> None:
         """Restart a process that died, with back-off, up to MAX_RESTARTS times; then report and give up on it."""
@@ -210,6 +211,7 @@ class Supervisor:
                 now = time.monotonic()
                 if managed.next_restart_at is None:
                     code = managed.exited()
+                    assert managed.pid is not None  # it was started, and has exited
                     stop_process_group(managed.pid)  # children it left behind (vLLM's engine core) go with it
                     if managed.restarts >= MAX_RESTARTS:
                         managed.gave_up = True
@@ -256,10 +258,10 @@ def stop_stack(state: StackState, timeout_s: float = 60.0, say=print) -> bool:
         deadline = time.monotonic() + timeout_s
         while pid_alive(state.supervisor_pid) and time.monotonic() < deadline:
             time.sleep(0.5)
-    leftovers = [p for p in [state.proxy, *state.workers] if p.pid and group_alive(p.pid)]
-    for proc in leftovers:
-        say(f"  {proc.name} (pid {proc.pid}) still running: stopping its process group")
-        stop_process_group(proc.pid)
+    leftovers = [p.pid for p in [state.proxy, *state.workers] if p.pid and group_alive(p.pid)]
+    for pid in leftovers:
+        say(f"  process group {pid} still running: stopping it")
+        stop_process_group(pid)
     if pid_alive(state.supervisor_pid):
         os.kill(state.supervisor_pid, signal.SIGKILL)
     return not any(p.pid and group_alive(p.pid) for p in [state.proxy, *state.workers])

@@ -6,8 +6,16 @@ import pandas as pd
 import pytest
 
 from bench.analysis import knee
-from bench.capacity import (ClassLoad, ExtrapolationError, GameLoad, gpu_kv_space_bytes, kv_bytes_per_token,
-                            kv_tokens, max_concurrency, plan_capacity)
+from bench.capacity import (
+    ClassLoad,
+    ExtrapolationError,
+    GameLoad,
+    gpu_kv_space_bytes,
+    kv_bytes_per_token,
+    kv_tokens,
+    max_concurrency,
+    plan_capacity,
+)
 from serve.spec import ModelSpec, load_profile
 
 

@@ -9,8 +9,8 @@ from fastapi import HTTPException
 from litellm.proxy.types_utils.utils import get_instance_fn
 
 from serve import proxy_hooks
-from serve.spec import load_profile
 from serve.render import MASTER_KEY_ENV, litellm_config
+from serve.spec import load_profile
 
 KEY = "sk-npc-test-0123456789abcdef"
 HI = [{"role": "user", "content": "hi"}]

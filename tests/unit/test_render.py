@@ -46,7 +46,7 @@ def test_workers_run_vllms_own_command_beside_this_python() -> None:
 def test_gpu_workers_follow_the_reference_deployment() -> None:
     spec = load_profile("gpu")
     by_name = {w.name: (w, vllm_args(spec, w), vllm_env(spec, w)) for w in spec.workers}
-    for name, (worker, args, env) in by_name.items():
+    for worker, args, env in by_name.values():
         assert flag(args, "--quantization") == "awq_marlin"
         assert flag(args, "--max-model-len") == "8192"
         assert "--enable-prefix-caching" in args and "--enable-auto-tool-choice" in args

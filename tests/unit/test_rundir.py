@@ -4,14 +4,14 @@ from __future__ import annotations
 
 import json
 import sys
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
-from serve.state import now_iso
 from bench.records import EnvLock, GitState, Manifest, RequestRecord, lock_mismatch
+from bench.rundir import RunDir, env_lock, machine_info, new_run_id, read_manifest, read_requests
 from bench.spec import load_mix
 from bench.summary import summarize
 from serve.spec import load_profile
-from bench.rundir import RunDir, machine_info, new_run_id, env_lock, read_manifest, read_requests
+from serve.state import now_iso
 from serve.tasks import STAMP_NAME
 
 
@@ -58,8 +58,8 @@ def test_manifest_describes_the_machine(tmp_path) -> None:
 
 
 def test_run_ids_sort_by_time() -> None:
-    earlier = new_run_id("npc-cpu", datetime(2026, 11, 22, 3, 0, 0, tzinfo=timezone.utc))
-    later = new_run_id("npc-cpu", datetime(2026, 11, 22, 3, 0, 1, tzinfo=timezone.utc))
+    earlier = new_run_id("npc-cpu", datetime(2026, 11, 22, 3, 0, 0, tzinfo=UTC))
+    later = new_run_id("npc-cpu", datetime(2026, 11, 22, 3, 0, 1, tzinfo=UTC))
     assert earlier == "20261122-030000-npc-cpu" and earlier < later
 
 

@@ -61,8 +61,8 @@ def test_summary_goodput_and_miss_rate() -> None:
 
 
 def test_memory_trend_fits_the_second_half_of_the_run() -> None:
-    from bench.scrape import RSS_METRIC
     from bench.records import MemoryTrend
+    from bench.scrape import RSS_METRIC
     from bench.summary import memory_trend
 
     mib = 2**20
