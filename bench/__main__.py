@@ -13,7 +13,6 @@
 from __future__ import annotations
 
 import argparse
-import os
 import signal
 import subprocess
 import sys
@@ -25,6 +24,7 @@ from bench.analysis import sweep_index
 from bench.records import lock_mismatch
 from bench.rundir import new_run_id, read_manifest
 from bench.spec import MixError, check_fits, direct_worker, load_mix, mix_names
+from serve.settings import settings
 from serve.state import NOT_READY, ready_state
 
 LOCUSTFILE = Path(__file__).with_name("locustfile.py")
@@ -202,7 +202,7 @@ def add_load_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--duration-s", type=float, default=0.0, help="override the shape's duration")
     parser.add_argument("--npcs", type=int, default=0, help="override the shape's NPC / user count")
     parser.add_argument("--rate-rps", type=float, default=0.0, help="poisson shape: override the arrival rate")
-    parser.add_argument("--results-dir", default=os.environ.get("NPCBENCH_RESULTS", "results"))
+    parser.add_argument("--results-dir", default=str(settings().results))
     parser.add_argument("--scrape-interval-s", type=float, default=2.0)
 
 
@@ -223,7 +223,7 @@ def main(argv: list[str] | None = None) -> int:
     ui.set_defaults(func=cmd_ui)
     sweep = sub.add_parser("sweep", help="restart the stack for each serve setting and run each load level")
     sweep.add_argument("grid", help="sweep file (see bench/sweeps/)")
-    sweep.add_argument("--results-dir", default=os.environ.get("NPCBENCH_RESULTS", "results"))
+    sweep.add_argument("--results-dir", default=str(settings().results))
     sweep.add_argument("--restart", action="store_true", help="ignore finished points instead of resuming")
     sweep.set_defaults(func=cmd_sweep)
     show = sub.add_parser("show", help="print runs' summaries, warning when they came from different locks")
@@ -237,7 +237,7 @@ def main(argv: list[str] | None = None) -> int:
     fidelity.add_argument("--concurrency", type=int, default=4)
     fidelity.add_argument("--num-prompts", type=int, default=48, help="vLLM's requests; the bench runs as long")
     fidelity.add_argument("--tolerance", type=float, default=0.05, help="largest relative difference that agrees")
-    fidelity.add_argument("--results-dir", default=os.environ.get("NPCBENCH_RESULTS", "results"))
+    fidelity.add_argument("--results-dir", default=str(settings().results))
     fidelity.add_argument("--run-id", help="folder name under --results-dir (default: <UTC time>-fidelity)")
     fidelity.set_defaults(func=cmd_fidelity)
     overhead = sub.add_parser("overhead", help="latency and CPU the proxy adds: direct to the workers vs through it")
@@ -248,7 +248,7 @@ def main(argv: list[str] | None = None) -> int:
     overhead.add_argument("--compare", metavar="NAME", help="also measure a second proxy, labelled NAME, in the same run")
     overhead.add_argument("--set", action="append", default=[], metavar="PATH=VALUE",
                           help="the second proxy's settings on top of the stack's spec, e.g. proxy.num_workers=1")
-    overhead.add_argument("--results-dir", default=os.environ.get("NPCBENCH_RESULTS", "results"))
+    overhead.add_argument("--results-dir", default=str(settings().results))
     overhead.add_argument("--run-id", help="folder name under --results-dir (default: <UTC time>-overhead-<label>)")
     overhead.set_defaults(func=cmd_overhead)
     args = parser.parse_args(argv)

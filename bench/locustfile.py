@@ -34,6 +34,7 @@ from bench.scrape import ServerScraper, Target
 from bench.spec import ResolvedMix, check_fits, direct_worker, load_mix, mix_names
 from bench.summary import memory_trend, summarize
 from serve.process import pid_alive
+from serve.settings import settings
 from serve.state import NOT_READY, StackState, master_key, now_iso, ready_state
 
 DEFAULT_MIX = "npc-cpu"
@@ -70,7 +71,8 @@ def _arguments(parser) -> None:
     parser.add_argument("--duration-s", type=float, default=0.0, help="override the mix shape's duration (0: keep)")
     parser.add_argument("--npcs", type=int, default=0, help="override the shape's NPC/user count (0: keep)")
     parser.add_argument("--rate-rps", type=float, default=0.0, help="poisson shape: override the arrival rate")
-    parser.add_argument("--results-dir", default="results", include_in_web_ui=False, help="where run folders go")
+    parser.add_argument("--results-dir", default=str(settings().results), include_in_web_ui=False,
+                        help="where run folders go ($NPCBENCH_RESULTS)")
     parser.add_argument("--run-dir", default="", include_in_web_ui=False, help="exact folder for this run")
     parser.add_argument("--scrape-interval-s", type=float, default=2.0, include_in_web_ui=False,
                         help="seconds between /metrics scrapes of the workers and the proxy")
@@ -81,7 +83,7 @@ def _arguments(parser) -> None:
                         help="write Locust's CSVs but not its ~1 MB HTML report (for sample sets kept in git)")
 
 
-class Run:
+class LocustRun:
     """The one test that is running in this Locust process: its mix, stack, client, folder and scraper."""
 
     mix: ResolvedMix
@@ -264,7 +266,7 @@ class Run:
             run_dir.manifest.files["locust_report"] = "locust_report.html"
 
 
-RUN = Run()
+RUN = LocustRun()
 
 
 @events.test_start.add_listener
@@ -297,7 +299,7 @@ class NPCUser(User):
     def on_start(self) -> None:
         index = next(RUN.npc_ids)
         seed = RUN.mix.mix.seed
-        self.npc = NPC(npc_id=f"npc-{index}", rng=random.Random(f"{seed}/{index}"), faction=index % 4)
+        self.npc = NPC(npc_id=f"npc-{index}", rng=random.Random(f"{seed}/{index}"), faction=index)
         shape = RUN.mix.mix.shape
         self.pacer = shape.pacer(shape, RUN, self.npc)
 

@@ -25,10 +25,9 @@ from serve import paths
 from serve.process import pid_alive, probe
 from serve.provision import PROVISIONERS
 from serve.render import MASTER_KEY_ENV, litellm_config, vllm_command, vllm_env
+from serve.settings import settings
 from serve.spec import SpecError, StackSpec, default_profile, load_profile
 from serve.state import key_path, master_key, read_state, running_state, to_json
-
-DETACHED_ENV = "NPCBENCH_DETACHED"
 
 
 def fail(msg: str, code: int = 1) -> int:
@@ -40,7 +39,7 @@ def load(args: argparse.Namespace) -> StackSpec:
     overrides = list(getattr(args, "set", None) or [])
     if getattr(args, "proxy_host", None):
         overrides.append(f"proxy.host={args.proxy_host}")  # --proxy-host is --set proxy.host=..., validated alike
-    return load_profile(args.profile or os.environ.get("NPCBENCH_PROFILE") or default_profile(), overrides)
+    return load_profile(args.profile or settings().profile or default_profile(), overrides)
 
 
 def banner(proxy_url: str, key: str, spec: StackSpec, detached: bool = False) -> str:
@@ -83,7 +82,7 @@ def cmd_up(args: argparse.Namespace) -> int:
     if args.detach:
         return detach(args, spec, key)
     supervisor = Supervisor(spec, key, startup_timeout_s=args.startup_timeout)
-    if os.environ.get(DETACHED_ENV):
+    if settings().detached:
         return supervisor.run(banner=lambda: print("stack ready", flush=True))
     return supervisor.run(banner=lambda: print(banner(spec.proxy_url(), key, spec), flush=True))
 
@@ -99,7 +98,7 @@ def detach(args: argparse.Namespace, spec: StackSpec, key: str) -> int:
         argv += ["--proxy-host", args.proxy_host]
     for override in args.set or []:
         argv += ["--set", override]
-    env = {**os.environ, DETACHED_ENV: "1", "NPCBENCH_SUPERVISOR_LOG": str(log)}
+    env = {**os.environ, "NPCBENCH_DETACHED": "1", "NPCBENCH_SUPERVISOR_LOG": str(log)}  # see serve/settings.py
     with open(log, "w") as out:
         child = subprocess.Popen(argv, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
                                  env=env, start_new_session=True)

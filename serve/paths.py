@@ -2,18 +2,19 @@
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
+
+from serve.settings import settings
 
 
 def home() -> Path:
     """`$NPCBENCH_HOME`, by default `~/.cache/npcbench`."""
-    return Path(os.environ.get("NPCBENCH_HOME", Path.home() / ".cache" / "npcbench"))
+    return settings().home
 
 
 def models_dir() -> Path:
     """`$NPCBENCH_MODELS`, by default `$NPCBENCH_HOME/models`: provisioned model folders."""
-    return Path(os.environ.get("NPCBENCH_MODELS", home() / "models"))
+    return settings().models or home() / "models"
 
 
 def stack_dir() -> Path:

@@ -23,6 +23,7 @@ from serve import paths
 from serve.process import Managed, group_alive, log_tail, pid_alive, port_is_free, probe, stop_process_group
 from serve.provision import is_provisioned
 from serve.render import litellm_command, litellm_config, proxy_env, vllm_command, vllm_env
+from serve.settings import settings
 from serve.spec import SpecError, StackSpec
 from serve.state import ProcessState, StackState, WorkerState, now_iso, write_state
 
@@ -93,7 +94,7 @@ class Supervisor:
         self.state = StackState(
             profile=spec.profile, phase="starting", supervisor_pid=os.getpid(), started_at=now_iso(),
             spec=spec,
-            supervisor_log=os.environ.get("NPCBENCH_SUPERVISOR_LOG"),
+            supervisor_log=settings().supervisor_log,
             proxy=ProcessState(name="proxy", url=spec.proxy_url(), log=str(self.proxy.log)),
             workers=[
                 WorkerState(name=w.name, group=w.group, model=spec.model_of(w).hf_id, url=spec.worker_url(w),
