@@ -89,7 +89,7 @@ class WorkerCounters:
                 round(self.window.delta(self.OUTPUT)[self.url] / done, 1))
 
 
-def vllm_command(url: str, model: str, tokenizer: str, settings: dict, out: Path) -> list[str]:
+def vllm_bench_command(url: str, model: str, tokenizer: str, settings: dict, out: Path) -> list[str]:
     return [VLLM, "bench", "serve", "--backend", "openai-chat", "--base-url", url,
             "--endpoint", "/v1/chat/completions", "--model", model, "--tokenizer", tokenizer,
             "--dataset-name", "random", "--random-input-len", str(settings["input_len"]),
@@ -139,7 +139,7 @@ def run_fidelity(state: StackState, results_dir: Path, run_id: str, worker_name:
     out = results_dir / run_id
     out.mkdir(parents=True, exist_ok=False)
     mix_path = out / "fixed-mix.toml"
-    vllm_cmd = vllm_command(worker.url, model.hf_id, str(model.local_dir or model.hf_id), settings, out)
+    vllm_cmd = vllm_bench_command(worker.url, model.hf_id, str(model.local_dir or model.hf_id), settings, out)
     bench_cmd = [sys.executable, "-m", "bench", "run", "--mix", str(mix_path), "--direct", worker.name,
                  "--results-dir", str(out), "--run-id", "bench", "--no-html-report", "--scrape-interval-s", "5"]
     record = FidelityRun(run_id=run_id, started_at=now_iso(), worker=worker.name, settings=settings,

@@ -101,7 +101,7 @@ class NPC:
 
     npc_id: str
     rng: random.Random
-    faction: int = 0
+    faction: int = 0  # taken modulo each class's `factions`, so a class with more factions spreads NPCs over all
     history: list[dict] = field(default_factory=list)
     turn: int = 0
 

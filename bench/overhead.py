@@ -40,16 +40,16 @@ from serve.spec import ProxySpec, apply_overrides, parse_spec
 from serve.state import StackState, master_key, now_iso
 
 DIRECT, PROXY = "direct", "proxy"  # targets; a compared proxy is named by its --compare label
-Shape = Literal["plain", "stream"]
+ReplyMode = Literal["plain", "stream"]
 PROMPT: list[ChatCompletionMessageParam] = [{"role": "user", "content": "The guard sees the player. One word:"}]
-OUTPUT_TOKENS: dict[Shape, int] = {"plain": 1, "stream": 8}
+OUTPUT_TOKENS: dict[ReplyMode, int] = {"plain": 1, "stream": 8}
 OVERHEAD_METRIC = "litellm_overhead_latency_metric"
 
 
 class Row(BaseModel):
     """One line of the table: a request shape, a concurrency and a target."""
 
-    shape: Shape
+    shape: ReplyMode
     concurrency: int
     target: str = Field(description="direct, proxy (the stack's), or the label of the compared proxy")
     requests: int
@@ -92,7 +92,7 @@ class Bench:
         self.next_direct = itertools.cycle(self.direct)
         self.rows: list[dict] = []
 
-    async def one(self, target: str, shape: Shape, concurrency: int) -> None:
+    async def one(self, target: str, shape: ReplyMode, concurrency: int) -> None:
         client, model = (next(self.next_direct), self.served_name) if target == DIRECT else (self.clients[target], "light")
         stream = shape == "stream"
         row: dict[str, Any] = {"shape": shape, "concurrency": concurrency, "target": target, "ok": False, "header_ms": None}
@@ -112,13 +112,13 @@ class Bench:
         row["latency_ms"] = (time.perf_counter() - start) * 1000
         self.rows.append(row)
 
-    async def interleaved(self, shape: Shape, n: int) -> None:
+    async def interleaved(self, shape: ReplyMode, n: int) -> None:
         """n rounds of one request to each target in turn, so drift over the phase hits every target alike."""
         for _ in range(n):
             for target in (DIRECT, *self.proxies):
                 await self.one(target, shape, 1)
 
-    async def closed_loop(self, target: str, shape: Shape, concurrency: int, duration_s: float) -> None:
+    async def closed_loop(self, target: str, shape: ReplyMode, concurrency: int, duration_s: float) -> None:
         deadline = time.perf_counter() + duration_s
 
         async def user() -> None:

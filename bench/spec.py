@@ -12,7 +12,7 @@ import tomllib
 from pathlib import Path
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import AliasChoices, BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from bench.errors import MixError
 from bench.shapes import Shape
@@ -47,11 +47,17 @@ class LengthDist(_Strict):
 
 
 class SLO(_Strict):
-    """Latency budgets a request must meet to count towards goodput; unset ones are not checked."""
+    """Latency budgets each request must meet to count towards goodput; unset ones are not checked. Folders
+    written before the rename call them ttft_p95_s, e2e_p95_s and itl_p95_s; those still load."""
 
-    ttft_p95_s: float | None = Field(None, gt=0, description="per request: time to first token")
-    e2e_p95_s: float | None = Field(None, gt=0, description="per request: end-to-end latency")
-    itl_p95_s: float | None = Field(None, gt=0, description="per request: mean inter-token latency")
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+
+    ttft_max_s: float | None = Field(None, gt=0, validation_alias=AliasChoices("ttft_max_s", "ttft_p95_s"),
+                                     description="per request: time to first token")
+    e2e_max_s: float | None = Field(None, gt=0, validation_alias=AliasChoices("e2e_max_s", "e2e_p95_s"),
+                                    description="per request: end-to-end latency")
+    itl_max_s: float | None = Field(None, gt=0, validation_alias=AliasChoices("itl_max_s", "itl_p95_s"),
+                                    description="per request: mean inter-token latency")
 
 
 class ScaleSpec(_Strict):
@@ -137,8 +143,8 @@ def load_classes(scale: Scale, path: Path = CLASSES_FILE) -> dict[str, TrafficCl
         if scale not in scales:
             raise MixError(f"class {name} in {path} has no [{name}.{scale}] table")
         try:
-            ScaleSpec.model_validate(scales[scale])
-            classes[name] = TrafficClass.model_validate({"name": name, **body, **scales[scale]})
+            at_scale = ScaleSpec.model_validate(scales[scale]).model_dump(exclude_unset=True)
+            classes[name] = TrafficClass.model_validate({"name": name, **body, **at_scale})
         except ValidationError as exc:
             raise MixError(f"invalid class {name} ({scale}) in {path}:\n{_errors(exc)}") from None
     return classes

@@ -1,6 +1,6 @@
 """Code the LiteLLM proxy loads from its config (`render.litellm_config` names it): key check and request check.
 
-- `check_key`: LiteLLM's own auth answers a wrong key with 400 "No connected db" when it has no database
+- `authenticate`: LiteLLM's own auth answers a wrong key with 400 "No connected db" when it has no database
   (it would look the key up as a virtual key). The stack has no database and one key, so this
   replaces it: the master key gets in, anything else gets 401 and never reaches a worker.
 - `request_check`: a pre-call hook that refuses what LiteLLM passes on unchecked and a worker would
@@ -30,7 +30,7 @@ from serve.spec import error_lines
 CHAT_CALL_TYPES = {"completion", "acompletion"}
 
 
-async def check_key(request: Request, api_key: str) -> UserAPIKeyAuth:
+async def authenticate(request: Request, api_key: str) -> UserAPIKeyAuth:
     """LiteLLM `general_settings.custom_auth`: the master key or 401."""
     master_key = os.environ[MASTER_KEY_ENV]
     if not api_key or not secrets.compare_digest(api_key.encode(), master_key.encode()):

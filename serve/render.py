@@ -121,7 +121,7 @@ def litellm_config(spec: StackSpec) -> dict[str, Any]:
         "router_settings": router,
         "litellm_settings": {"callbacks": ["prometheus", f"{HOOKS}.request_check"], "request_timeout": proxy.timeout_s},
         # LiteLLM's own auth answers a wrong key with 400 when it has no database; ours answers 401.
-        "general_settings": {"master_key": f"os.environ/{MASTER_KEY_ENV}", "custom_auth": f"{HOOKS}.check_key"},
+        "general_settings": {"master_key": f"os.environ/{MASTER_KEY_ENV}", "custom_auth": f"{HOOKS}.authenticate"},
     }
 
 

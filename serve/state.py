@@ -93,7 +93,8 @@ def key_path() -> Path:
     return paths.home() / "master_key"
 
 
-def check_key(key: str) -> str:
+def check_key_format(key: str) -> str:
+    """The key itself if it is not trivially guessable; authentication is serve/proxy_hooks.py's `authenticate`."""
     if key in WELL_KNOWN_KEYS or len(key) < MIN_KEY_LENGTH or not key.startswith("sk-"):
         raise ValueError(
             f"{MASTER_KEY_ENV} must start with 'sk-', be at least {MIN_KEY_LENGTH} characters and not a "
@@ -105,10 +106,10 @@ def check_key(key: str) -> str:
 def master_key() -> str:
     """The proxy key: `$LITELLM_MASTER_KEY`, else the one generated once and kept in `$NPCBENCH_HOME/master_key`."""
     if key := os.environ.get(MASTER_KEY_ENV):
-        return check_key(key)
+        return check_key_format(key)
     path = key_path()
     if path.exists():
-        return check_key(path.read_text().strip())
+        return check_key_format(path.read_text().strip())
     path.parent.mkdir(parents=True, exist_ok=True)
     key = "sk-npc-" + secrets.token_urlsafe(32)
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)

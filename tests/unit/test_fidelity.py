@@ -5,7 +5,7 @@ from __future__ import annotations
 import pandas as pd
 import pytest
 
-from bench.fidelity import bench_figures, bench_mix, vllm_command
+from bench.fidelity import bench_figures, bench_mix, vllm_bench_command
 from bench.spec import load_mix
 from serve.render import VLLM
 
@@ -29,7 +29,7 @@ def test_records_are_read_by_vllms_definitions() -> None:
 
 def test_both_tools_get_the_same_workload(tmp_path) -> None:
     settings = {"input_len": 200, "output_len": 32, "concurrency": 3, "num_prompts": 12}
-    command = vllm_command("http://127.0.0.1:8003", "m", "/models/m", settings, tmp_path)
+    command = vllm_bench_command("http://127.0.0.1:8003", "m", "/models/m", settings, tmp_path)
 
     def value(flag: str) -> str:
         return command[command.index(flag) + 1]

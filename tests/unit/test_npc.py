@@ -7,7 +7,7 @@ import random
 from types import SimpleNamespace
 
 from bench.client import tool_call_problem
-from bench.npc import NPC
+from bench.npc import NPC, faction_prefix
 from bench.spec import load_classes
 
 CLASSES = load_classes("cpu")
@@ -61,3 +61,9 @@ def test_fixed_class_sends_one_user_message_of_random_words() -> None:
     messages = npc.messages(cls, 50)
     assert [m["role"] for m in messages] == ["user"] and len(messages[0]["content"].split()) == 50
     assert npc.messages(cls, 50) != messages  # random each time: no shared prefix beyond the chat template
+
+
+def test_npcs_spread_over_all_of_a_class_factions() -> None:
+    cls = load_classes("cpu")["ambient"].model_copy(update={"factions": 6})
+    prefixes = {faction_prefix(cls, index) for index in range(12)}
+    assert len(prefixes) == 6

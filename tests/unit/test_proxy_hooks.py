@@ -20,17 +20,17 @@ TOOLS = [{"type": "function", "function": {"name": "scan_sector", "parameters": 
 def test_the_config_names_load_with_litellms_own_loader(tmp_path) -> None:
     config = litellm_config(load_profile("cpu"))
     config_file = str(tmp_path / "litellm.yaml")
-    assert get_instance_fn(config["general_settings"]["custom_auth"], config_file) is proxy_hooks.check_key
+    assert get_instance_fn(config["general_settings"]["custom_auth"], config_file) is proxy_hooks.authenticate
     assert get_instance_fn(config["litellm_settings"]["callbacks"][1], config_file) is proxy_hooks.request_check
 
 
 def test_only_the_master_key_gets_in(monkeypatch) -> None:
     monkeypatch.setenv(MASTER_KEY_ENV, KEY)
-    granted = asyncio.run(proxy_hooks.check_key(None, KEY))
+    granted = asyncio.run(proxy_hooks.authenticate(None, KEY))
     assert granted.user_role == "proxy_admin" and granted.api_key != KEY  # the key itself is not carried on
     for wrong in ["", "sk-1234", KEY[:-1], KEY + "0"]:
         with pytest.raises(HTTPException) as info:
-            asyncio.run(proxy_hooks.check_key(None, wrong))
+            asyncio.run(proxy_hooks.authenticate(None, wrong))
         assert info.value.status_code == 401
 
 

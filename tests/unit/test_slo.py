@@ -25,18 +25,18 @@ def record(**fields) -> RequestRecord:
     ({"deadline_missed": False}, True),
 ])
 def test_e2e_budget(fields: dict, met: bool) -> None:
-    assert meets_slo(record(**fields), SLO(e2e_p95_s=2.0)) is met
+    assert meets_slo(record(**fields), SLO(e2e_max_s=2.0)) is met
 
 
 def test_streaming_budgets_need_their_measurements() -> None:
-    slo = SLO(ttft_p95_s=0.5, itl_p95_s=0.1)
+    slo = SLO(ttft_max_s=0.5, itl_max_s=0.1)
     assert meets_slo(record(ttft_s=0.4, itl_s=0.05), slo)
     assert not meets_slo(record(ttft_s=0.6, itl_s=0.05), slo)
     assert not meets_slo(record(ttft_s=None, itl_s=0.05), slo)  # no first token: not met
 
 
 def test_interrupted_stream_counts_when_its_first_token_was_in_time() -> None:
-    slo = SLO(ttft_p95_s=1.0)
+    slo = SLO(ttft_max_s=1.0)
     assert meets_slo(record(outcome="interrupted", ttft_s=0.5), slo)
     assert not meets_slo(record(outcome="interrupted", ttft_s=1.5), slo)
 
@@ -86,3 +86,7 @@ def test_prefix_cache_hit_rates_per_worker_group_and_all() -> None:
     rates = prefix_cache_hit_rates(window, groups={"light-0": "light", "light-1": "light", "heavy-0": "heavy"})
     assert rates == {"light-0": 0.3, "light-1": 0.1, "heavy-0": None, "group:heavy": None, "group:light": 0.2,
                      "all": 0.2}
+
+
+def test_slos_written_under_their_old_names_still_load() -> None:
+    assert SLO.model_validate({"ttft_p95_s": 1.5, "itl_p95_s": 0.25}) == SLO(ttft_max_s=1.5, itl_max_s=0.25)
