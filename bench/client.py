@@ -10,6 +10,7 @@ from typing import NamedTuple
 import jsonschema
 import openai
 
+from bench.kinds import KINDS
 from bench.npc import NPC, NPC_TOOLS, TOOL_SCHEMAS
 from bench.records import RequestRecord
 from bench.spec import TrafficClass
@@ -45,8 +46,8 @@ def send(client: openai.OpenAI, cls: TrafficClass, npc: NPC, *, direct: Direct |
     max_tokens = cls.output_tokens.sample(npc.rng)
     messages = npc.messages(cls, prompt_tokens)
     extra_body: dict = {}
-    if cls.kind != "tool_call":
-        extra_body["ignore_eos"] = True  # the reply is as long as the class says, so lengths follow the mix
+    if KINDS[cls.kind].ignore_eos:
+        extra_body["ignore_eos"] = True
     if use_priority:
         extra_body["priority"] = cls.priority
     if direct is None:  # the proxy's session-affinity routing keeps an NPC on one worker by this id
@@ -95,8 +96,8 @@ def _plain(client, cls, request, base, t_start, t0) -> tuple[RequestRecord, str]
 
 
 def _streamed(client, cls, request, base, t_start, t0) -> tuple[RequestRecord, str]:
-    """Read the SSE stream event by event; an interrupted class closes it after `interrupt_after_tokens`."""
-    stop_after = cls.interrupt_after_tokens if cls.kind == "interrupted" else None
+    """Read the SSE stream event by event; a kind that cuts streams closes it after `interrupt_after_tokens`."""
+    stop_after = cls.interrupt_after_tokens if KINDS[cls.kind].cuts_stream else None
     token_times: list[float] = []
     usage = None
     text: list[str] = []

@@ -6,6 +6,7 @@ import random
 from dataclasses import dataclass, field
 from typing import Any
 
+from bench.kinds import KINDS
 from bench.spec import TrafficClass
 
 # Common English words that are one token each (with their leading space) in BPE vocabularies such as
@@ -70,15 +71,6 @@ NPC_TOOLS: list[dict[str, Any]] = [
 ]
 TOOL_SCHEMAS = {t["function"]["name"]: t["function"]["parameters"] for t in NPC_TOOLS}
 
-TASKS = {
-    "ambient": "State your next action in a few words.",
-    "tool_call": "Decide what to do next and call exactly one tool.",
-    "dialogue": "The player says: tell me about this place. Answer in character.",
-    "interrupted": "The player says: tell me a long story about the war. Answer in character.",
-    "multi_turn": "The player says: what news do you have?",
-    "planning": "Write a step-by-step quest plan for your faction for the next game day.",
-    "fixed": "Continue.",
-}
 FOLLOW_UPS = ["And then what?", "Who told you that?", "Where should I go next?", "Why does it matter?",
               "What do the others think?", "Can I trust you?"]
 
@@ -107,21 +99,22 @@ class NPC:
 
     def messages(self, cls: TrafficClass, prompt_tokens: int) -> list[dict]:
         """The chat messages for one request of `cls`, about `prompt_tokens` long (the first turn, for multi-turn)."""
-        if cls.kind == "multi_turn" and self.history:
+        kind = KINDS[cls.kind]
+        if kind.keeps_history and self.history:
             self.turn += 1
             return [*self.history, {"role": "user", "content": self.rng.choice(FOLLOW_UPS)}]
         self.turn = 0
-        if cls.kind == "fixed":  # like vLLM's random dataset: one user message of `prompt_tokens` random words
+        if kind.bare_prompt:  # like vLLM's random dataset: one user message of `prompt_tokens` random words
             return [{"role": "user", "content": filler(self.rng, prompt_tokens)}]
         shared = faction_prefix(cls, self.faction) if cls.shared_prefix_share else ""
         own = prompt_tokens - (round(cls.shared_prefix_share * cls.prompt_tokens.mean) if shared else 0)
         state = f"NPC {self.npc_id} state: " + filler(self.rng, own - 2 * MESSAGE_OVERHEAD_TOKENS - 16)
         system = shared or f"You are NPC {self.npc_id}."
-        return [{"role": "system", "content": system}, {"role": "user", "content": f"{state}\n{TASKS[cls.kind]}"}]
+        return [{"role": "system", "content": system}, {"role": "user", "content": f"{state}\n{kind.task}"}]
 
     def remember(self, cls: TrafficClass, sent: list[dict], reply: str | None) -> None:
         """Keep a multi-turn conversation going; start over after `cls.turns` turns or a failed reply (None)."""
-        if cls.kind != "multi_turn":
+        if not KINDS[cls.kind].keeps_history:
             return
         keep = reply is not None and self.turn + 1 < (cls.turns or 1)
         self.history = [*sent, {"role": "assistant", "content": reply}] if keep else []

@@ -15,13 +15,13 @@ from typing import Literal
 from pydantic import AliasChoices, BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from bench.errors import MixError
+from bench.kinds import KINDS
 from bench.shapes import Shape
 from serve.spec import StackSpec, error_lines
 
 BENCH_DIR = Path(__file__).parent
 CLASSES_FILE = BENCH_DIR / "classes.toml"
 MIXES_DIR = BENCH_DIR / "mixes"
-Kind = Literal["ambient", "tool_call", "dialogue", "interrupted", "multi_turn", "planning", "fixed"]
 Scale = Literal["cpu", "gpu"]
 
 
@@ -72,7 +72,7 @@ class TrafficClass(_Strict):
     """One kind of NPC request, at one scale."""
 
     name: str
-    kind: Kind
+    kind: str = Field(description="one of bench/kinds.py's KINDS")
     group: Literal["heavy", "light"]
     stream: bool
     tools: bool = False
@@ -87,12 +87,10 @@ class TrafficClass(_Strict):
 
     @model_validator(mode="after")
     def _kind_needs(self) -> TrafficClass:
-        if self.kind == "interrupted" and not (self.stream and self.interrupt_after_tokens):
-            raise ValueError(f"class {self.name}: an interrupted class streams and sets interrupt_after_tokens")
-        if self.kind == "multi_turn" and not self.turns:
-            raise ValueError(f"class {self.name}: a multi_turn class sets turns")
-        if self.kind == "tool_call" and not self.tools:
-            raise ValueError(f"class {self.name}: a tool_call class sets tools = true")
+        if self.kind not in KINDS:
+            raise ValueError(f"class {self.name}: unknown kind {self.kind!r}; kinds: {', '.join(KINDS)}")
+        if missing := [need for need in KINDS[self.kind].needs if not getattr(self, need)]:
+            raise ValueError(f"class {self.name}: a class of kind {self.kind} sets {' and '.join(missing)}")
         return self
 
 

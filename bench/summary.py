@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
+from bench.kinds import TOOL_KINDS
 from bench.records import Figures, MemoryTrend, RunSummary
 from bench.scrape import RSS_METRIC
 
@@ -21,7 +22,7 @@ def class_summary(df: pd.DataFrame, duration_s: float) -> Figures:
     ok = df[df.outcome == "ok"]
     answered = df[df.outcome.isin(["ok", "interrupted"])]  # interrupted streams still have a first token
     deadline = df.deadline_missed.dropna() if "deadline_missed" in df else pd.Series(dtype=bool)
-    tools = df[df.kind == "tool_call"]
+    tools = df[df.kind.isin(TOOL_KINDS)]
     return Figures.model_validate({
         "requests": int(len(df)),
         **{f"n_{o}": int((df.outcome == o).sum()) for o in OUTCOMES},

@@ -6,7 +6,8 @@ import random
 
 import pytest
 
-from bench.spec import LengthDist, MixError, check_fits, load_classes, load_mix, mix_names
+from bench.kinds import KINDS
+from bench.spec import LengthDist, MixError, TrafficClass, check_fits, load_classes, load_mix, mix_names
 from serve.spec import load_profile
 
 
@@ -96,3 +97,17 @@ def test_a_direct_run_needs_a_worker_of_every_class_group() -> None:
         direct_worker(load_mix("npc-cpu"), workers, "light-0")
     with pytest.raises(MixError, match="the stack's workers are heavy-0, light-0"):
         direct_worker(load_mix("dialogue"), workers, "light-9")
+
+
+def test_a_class_of_a_kind_sets_what_its_kind_needs(tmp_path) -> None:
+    base = {"name": "x", "group": "light", "prompt_tokens": {"mean": 10}, "output_tokens": {"mean": 4}, "slo": {}}
+    with pytest.raises(ValueError, match="a class of kind interrupted sets stream and interrupt_after_tokens"):
+        TrafficClass.model_validate({**base, "kind": "interrupted", "stream": False})
+    with pytest.raises(ValueError, match="unknown kind 'gossip'; kinds: ambient, tool_call"):
+        TrafficClass.model_validate({**base, "kind": "gossip", "stream": False})
+    assert TrafficClass.model_validate({**base, "kind": "multi_turn", "stream": False, "turns": 3}).turns == 3
+
+
+def test_every_shipped_class_is_of_a_known_kind() -> None:
+    for scale in ("cpu", "gpu"):
+        assert {cls.kind for cls in load_classes(scale).values()} <= set(KINDS)
