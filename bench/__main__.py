@@ -84,16 +84,17 @@ def run_until_done(command: list[str]) -> int:
     """Run Locust in its own session; Ctrl-C here is passed on once, so it stops the load, writes what was
     measured and marks the run interrupted (a second SIGINT could cut that short)."""
     process = subprocess.Popen(command, start_new_session=True)
-    try:
-        return process.wait()
-    except KeyboardInterrupt:
-        print("\ninterrupted: stopping the load and writing what was measured ...", file=sys.stderr, flush=True)
-        process.send_signal(signal.SIGINT)
-        while True:
-            try:
-                return process.wait()
-            except KeyboardInterrupt:
+    interrupted = False
+    while True:
+        try:
+            return process.wait()
+        except KeyboardInterrupt:
+            if interrupted:
                 print("still writing the results; wait a moment", file=sys.stderr, flush=True)
+            else:
+                print("\ninterrupted: stopping the load and writing what was measured ...", file=sys.stderr, flush=True)
+                process.send_signal(signal.SIGINT)
+                interrupted = True
 
 
 def cmd_ui(args: argparse.Namespace) -> int:

@@ -17,7 +17,7 @@ from pydantic import AliasChoices, BaseModel, ConfigDict, Field, ValidationError
 from bench.errors import MixError
 from bench.kinds import KINDS
 from bench.shapes import Shape
-from serve.spec import StackSpec, error_lines
+from serve.spec import StackSpec, error_lines, named_toml
 
 BENCH_DIR = Path(__file__).parent
 CLASSES_FILE = BENCH_DIR / "classes.toml"
@@ -154,11 +154,7 @@ def mix_names() -> list[str]:
 
 def load_mix(name_or_path: str, npcs: int = 0, rate_rps: float = 0.0, duration_s: float = 0.0) -> ResolvedMix:
     """A named mix (`bench/mixes/NAME.toml`) or a .toml path; non-zero npcs, rate_rps, duration_s override its shape."""
-    path = Path(name_or_path)
-    if path.suffix != ".toml":
-        path = MIXES_DIR / f"{name_or_path}.toml"
-        if not path.exists():
-            raise MixError(f"unknown mix {name_or_path!r}: choose one of {', '.join(mix_names())} or give a .toml path")
+    path = named_toml(name_or_path, MIXES_DIR, "mix", MixError)
     data = tomllib.loads(path.read_text())
     data.setdefault("name", path.stem)
     try:

@@ -235,16 +235,22 @@ def apply_overrides(data: dict[str, Any], overrides: list[str]) -> dict[str, Any
     return data
 
 
-def load_profile(name_or_path: str, overrides: list[str] | None = None) -> StackSpec:
-    """Load a named profile (`cpu`, `gpu`) or a TOML file path, apply `--set` overrides, and validate it."""
+def named_toml(name_or_path: str, folder: Path, what: str, error: type[Exception]) -> Path:
+    """The TOML file that a name (`folder/NAME.toml`) or a path names; `error` says what exists if it does not."""
     path = Path(name_or_path)
     if path.suffix != ".toml":
-        path = PROFILES_DIR / f"{name_or_path}.toml"
+        path = folder / f"{name_or_path}.toml"
         if not path.exists():
-            raise SpecError(f"unknown profile {name_or_path!r}: choose one of {', '.join(profile_names())} "
-                            "or give the path of a .toml file")
+            names = ", ".join(sorted(p.stem for p in folder.glob("*.toml")))
+            raise error(f"unknown {what} {name_or_path!r}: choose one of {names} or give the path of a .toml file")
     elif not path.exists():
-        raise SpecError(f"profile file {path} does not exist")
+        raise error(f"{what} file {path} does not exist")
+    return path
+
+
+def load_profile(name_or_path: str, overrides: list[str] | None = None) -> StackSpec:
+    """Load a named profile (`cpu`, `gpu`) or a TOML file path, apply `--set` overrides, and validate it."""
+    path = named_toml(name_or_path, PROFILES_DIR, "profile", SpecError)
     data = apply_overrides(tomllib.loads(path.read_text()), overrides or [])
     data.setdefault("profile", path.stem)
     return parse_spec(data, source=str(path))

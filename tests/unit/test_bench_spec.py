@@ -111,3 +111,8 @@ def test_a_class_of_a_kind_sets_what_its_kind_needs(tmp_path) -> None:
 def test_every_shipped_class_is_of_a_known_kind() -> None:
     for scale in ("cpu", "gpu"):
         assert {cls.kind for cls in load_classes(scale).values()} <= set(KINDS)
+
+
+def test_a_mix_path_that_does_not_exist_is_a_clear_error(tmp_path) -> None:
+    with pytest.raises(MixError, match=r"mix file .*nowhere.toml does not exist"):
+        load_mix(str(tmp_path / "nowhere.toml"))
