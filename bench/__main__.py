@@ -19,12 +19,15 @@ import sys
 from pathlib import Path
 
 import pandas as pd
+from pydantic import ValidationError
 
 from bench.analysis import sweep_index
+from bench.options import LoadOptions
 from bench.records import lock_mismatch
 from bench.rundir import new_run_id, read_manifest
 from bench.spec import MixError, check_fits, direct_worker, load_mix, mix_names
 from serve.settings import settings
+from serve.spec import error_lines
 from serve.state import NOT_READY, ready_state
 
 LOCUSTFILE = Path(__file__).with_name("locustfile.py")
@@ -43,21 +46,20 @@ def ready_stack():
 
 
 def validate(args: argparse.Namespace):
-    """Fail on a bad mix or a mix that does not fit the running stack, before Locust starts."""
+    """Fail on bad options, a bad mix or a mix that does not fit the running stack, before Locust starts."""
+    options = LoadOptions.from_args(args)
+    mix = load_mix(options.mix, options.npcs, options.rate_rps, options.duration_s)
     state = ready_stack()
-    mix = load_mix(args.mix, args.npcs, args.rate_rps, args.duration_s)
     check_fits(mix, state.spec)
-    if getattr(args, "direct", None):
+    if args.direct:
         direct_worker(mix, state.workers, args.direct)
     return state, mix
 
 
 def locust_args(args: argparse.Namespace, request_timeout_s: float) -> list[str]:
     # --stop-timeout: at the end, requests in flight finish and are recorded instead of being cut off.
-    return [sys.executable, "-m", "locust", "-f", str(LOCUSTFILE), "--mix", args.mix,
-            "--stop-timeout", f"{int(request_timeout_s) + 10}s",
-            "--duration-s", str(args.duration_s), "--npcs", str(args.npcs), "--rate-rps", str(args.rate_rps),
-            "--results-dir", str(args.results_dir), "--scrape-interval-s", str(args.scrape_interval_s)]
+    return [sys.executable, "-m", "locust", "-f", str(LOCUSTFILE), *LoadOptions.from_args(args).argv(),
+            "--stop-timeout", f"{int(request_timeout_s) + 10}s"]
 
 
 def cmd_run(args: argparse.Namespace) -> int:
@@ -70,8 +72,6 @@ def cmd_run(args: argparse.Namespace) -> int:
                "--exit-code-on-error", "0", "--host", state.base_url, "--loglevel", "WARNING"]
     if args.no_html_report:
         command.append("--skip-html-report")
-    if args.direct:
-        command += ["--direct", args.direct]
     code = run_until_done(command)
     if not (run_dir / "manifest.json").exists():
         return fail(f"locust exited with code {code} before the run started; see its output above", 1)
@@ -185,10 +185,10 @@ def cmd_fidelity(args: argparse.Namespace) -> int:
     if not any(w.name == args.direct for w in state.workers):
         return fail(f"--direct {args.direct}: the stack's workers are {', '.join(w.name for w in state.workers)}")
     run_id = args.run_id or new_run_id("fidelity")
-    settings = {"input_len": args.input_len, "output_len": args.output_len, "concurrency": args.concurrency,
+    workload = {"input_len": args.input_len, "output_len": args.output_len, "concurrency": args.concurrency,
                 "num_prompts": args.num_prompts}
     try:
-        record = run_fidelity(state, Path(args.results_dir), run_id, args.direct, settings, args.tolerance)
+        record = run_fidelity(state, Path(args.results_dir), run_id, args.direct, workload, args.tolerance)
     except RuntimeError as exc:
         return fail(str(exc), 1)
     print(fidelity_table(record).to_string(na_rep="-"))
@@ -198,27 +198,17 @@ def cmd_fidelity(args: argparse.Namespace) -> int:
     return 0 if record.agree else 1
 
 
-def add_load_options(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--mix", default="npc-cpu", help=f"one of: {', '.join(mix_names())}, or a .toml path")
-    parser.add_argument("--duration-s", type=float, default=0.0, help="override the shape's duration")
-    parser.add_argument("--npcs", type=int, default=0, help="override the shape's NPC / user count")
-    parser.add_argument("--rate-rps", type=float, default=0.0, help="poisson shape: override the arrival rate")
-    parser.add_argument("--results-dir", default=str(settings().results))
-    parser.add_argument("--scrape-interval-s", type=float, default=2.0)
-
-
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = parser.add_subparsers(dest="command", required=True)
     run = sub.add_parser("run", help="a headless run of a mix")
-    add_load_options(run)
+    LoadOptions.add_arguments(run)
     run.add_argument("--run-id", help="folder name under --results-dir (default: <UTC time>-<mix>)")
     run.add_argument("--no-html-report", action="store_true", help="skip Locust's ~1 MB HTML report (CSVs are kept)")
-    run.add_argument("--direct", metavar="WORKER", help="send straight to this worker (e.g. light-0), bypassing the proxy")
     run.set_defaults(func=cmd_run)
     ui = sub.add_parser("ui", help="the Locust web UI")
-    add_load_options(ui)
+    LoadOptions.add_arguments(ui)
     ui.add_argument("--web-host", default="127.0.0.1")
     ui.add_argument("--web-port", type=int, default=8089)
     ui.set_defaults(func=cmd_ui)
@@ -257,6 +247,8 @@ def main(argv: list[str] | None = None) -> int:
         return args.func(args)
     except MixError as exc:
         return fail(str(exc))
+    except ValidationError as exc:  # options out of range, e.g. --npcs -1
+        return fail("; ".join(error_lines(exc)))
 
 
 if __name__ == "__main__":

@@ -31,6 +31,7 @@ import pandas as pd
 from pydantic import BaseModel
 
 from bench.metrics import CounterWindow, scrape, total
+from bench.options import LoadOptions
 from bench.records import Provenance
 from bench.rundir import provenance, read_requests
 from serve.process import log_tail
@@ -140,8 +141,8 @@ def run_fidelity(state: StackState, results_dir: Path, run_id: str, worker_name:
     out.mkdir(parents=True, exist_ok=False)
     mix_path = out / "fixed-mix.toml"
     vllm_cmd = vllm_bench_command(worker.url, model.hf_id, str(model.local_dir or model.hf_id), settings, out)
-    bench_cmd = [sys.executable, "-m", "bench", "run", "--mix", str(mix_path), "--direct", worker.name,
-                 "--results-dir", str(out), "--run-id", "bench", "--no-html-report", "--scrape-interval-s", "5"]
+    load = LoadOptions(mix=str(mix_path), direct=worker.name, results_dir=out, scrape_interval_s=5)
+    bench_cmd = [sys.executable, "-m", "bench", "run", *load.argv(), "--run-id", "bench", "--no-html-report"]
     record = FidelityRun(run_id=run_id, started_at=now_iso(), worker=worker.name, settings=settings,
                          commands={"vllm": vllm_cmd, "bench": bench_cmd}, tolerance=tolerance,
                          **dict(provenance(state.spec)))

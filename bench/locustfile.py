@@ -28,16 +28,14 @@ from locust.stats import PERCENTILES_TO_REPORT, StatsCSV
 from bench.client import Direct, send
 from bench.metrics import prefix_cache_hit_rates
 from bench.npc import NPC
+from bench.options import LoadOptions
 from bench.records import Manifest, RequestRecord, RunStatus, ServerSummary, meets_slo
 from bench.rundir import RunDir, new_run_id, provenance, read_requests, read_server_metrics, worker_cache_config
 from bench.scrape import ServerScraper, Target
 from bench.spec import ResolvedMix, check_fits, direct_worker, load_mix, mix_names
 from bench.summary import memory_trend, summarize
 from serve.process import pid_alive
-from serve.settings import settings
 from serve.state import NOT_READY, StackState, master_key, now_iso, ready_state
-
-DEFAULT_MIX = "npc-cpu"
 
 
 class NoStackError(RuntimeError):
@@ -66,19 +64,8 @@ def mix_choices(argv: list[str]) -> list[str]:
 
 @events.init_command_line_parser.add_listener
 def _arguments(parser) -> None:
-    parser.add_argument("--mix", choices=mix_choices(sys.argv), default=DEFAULT_MIX,
-                        help="NPC traffic mix (bench/mixes/, or a .toml path)")
-    parser.add_argument("--duration-s", type=float, default=0.0, help="override the mix shape's duration (0: keep)")
-    parser.add_argument("--npcs", type=int, default=0, help="override the shape's NPC/user count (0: keep)")
-    parser.add_argument("--rate-rps", type=float, default=0.0, help="poisson shape: override the arrival rate")
-    parser.add_argument("--results-dir", default=str(settings().results), include_in_web_ui=False,
-                        help="where run folders go ($NPCBENCH_RESULTS)")
+    LoadOptions.add_arguments(parser, locust=True, mix_choices=mix_choices(sys.argv))
     parser.add_argument("--run-dir", default="", include_in_web_ui=False, help="exact folder for this run")
-    parser.add_argument("--scrape-interval-s", type=float, default=2.0, include_in_web_ui=False,
-                        help="seconds between /metrics scrapes of the workers and the proxy")
-    parser.add_argument("--direct", default="", include_in_web_ui=False, metavar="WORKER",
-                        help="send straight to this worker (e.g. light-0), bypassing the proxy; every class of the "
-                             "mix must be of its group")
     parser.add_argument("--skip-html-report", action="store_true", include_in_web_ui=False,
                         help="write Locust's CSVs but not its ~1 MB HTML report (for sample sets kept in git)")
 

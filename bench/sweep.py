@@ -23,12 +23,12 @@ from typing import Any
 import pandas as pd
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from bench.options import LoadOptions
 from bench.rundir import MANIFEST, read_manifest
 from bench.spec import MixError, load_mix
 from serve.spec import SpecError, load_profile
 from serve.state import running_state
 
-LOAD_KEYS = {"mix", "npcs", "rate_rps", "duration_s"}
 # What the index lists of each point, from its manifest's summary, so a sweep reads as one table.
 INDEX_FIGURES = ["requests", "n_error", "goodput_rps", "slo_attainment", "ttft_p95_s", "e2e_p50_s", "e2e_p95_s",
                  "output_tps", "deadline_miss_rate"]
@@ -58,8 +58,8 @@ def load_sweep(path: Path) -> SweepSpec:
         sweep = SweepSpec.model_validate(tomllib.loads(path.read_text()))
     except (ValidationError, tomllib.TOMLDecodeError) as exc:
         raise MixError(f"invalid sweep file {path}: {exc}") from None
-    if unknown := set(sweep.load) - LOAD_KEYS:
-        raise MixError(f"sweep {path}: unknown load keys {sorted(unknown)}; use {sorted(LOAD_KEYS)}")
+    if unknown := set(sweep.load) - set(LoadOptions.LOAD_FIELDS):
+        raise MixError(f"sweep {path}: unknown load keys {sorted(unknown)}; use {sorted(LoadOptions.LOAD_FIELDS)}")
     for mix in sweep.load.get("mix", [sweep.mix]):
         load_mix(mix)
     if sweep.points and sweep.serve:
@@ -130,15 +130,12 @@ def _run_serve_point(sweep: SweepSpec, serve_point: dict[str, Any], todo, sweep_
     startup_s = round(time.monotonic() - started, 1)
     try:
         for run_id, load_point in todo:
-            load = {"duration_s": sweep.duration_s, **load_point}
-            mix = load.pop("mix", sweep.mix)
-            command = [sys.executable, "-m", "bench", "run", "--mix", mix, "--results-dir", str(sweep_dir),
-                       "--run-id", run_id, "--scrape-interval-s", str(sweep.scrape_interval_s)]
+            given = {key: value for key, value in load_point.items() if value is not None}
+            load = LoadOptions.model_validate({"mix": sweep.mix, "duration_s": sweep.duration_s or 0.0, **given,
+                                               "results_dir": sweep_dir, "scrape_interval_s": sweep.scrape_interval_s})
+            command = [sys.executable, "-m", "bench", "run", *load.argv(), "--run-id", run_id]
             if not sweep.html_report:
                 command.append("--no-html-report")
-            for key, value in load.items():
-                if value is not None:
-                    command += [f"--{key.replace('_', '-')}", str(value)]
             print(f"-- {run_id}: load {load_point or '(mix as is)'}", flush=True)
             if subprocess.run(command).returncode == 130:
                 raise KeyboardInterrupt

@@ -1,0 +1,56 @@
+"""The options of one load run, in one model: `python -m bench run/ui` take them as flags, Locust's own
+parser (and its web UI form) takes the same flags, and sweeps and the fidelity check build the
+command line of the runs they start from them."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+from typing import Any, ClassVar
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from serve.settings import settings
+
+DEFAULT_MIX = "npc-cpu"
+
+
+class LoadOptions(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    mix: str = Field(DEFAULT_MIX, description="NPC traffic mix: a name in bench/mixes/, or a .toml path")
+    npcs: int = Field(0, ge=0, description="override the mix shape's NPC / user count (0: keep)")
+    duration_s: float = Field(0.0, ge=0, description="override the mix shape's duration (0: keep)")
+    rate_rps: float = Field(0.0, ge=0, description="poisson shape: override the arrival rate (0: keep)")
+    results_dir: Path = Field(default_factory=lambda: settings().results,
+                              description="where run folders go ($NPCBENCH_RESULTS)")
+    scrape_interval_s: float = Field(2.0, gt=0, description="seconds between /metrics scrapes of the workers and the proxy")
+    direct: str = Field("", description="send straight to this worker (e.g. light-0), bypassing the proxy; every "
+                        "class of the mix must be of its group")
+
+    LOAD_FIELDS: ClassVar = ("mix", "npcs", "duration_s", "rate_rps")  # what a sweep varies; Locust's form shows them
+
+    @staticmethod
+    def flag(name: str) -> str:
+        return "--" + name.replace("_", "-")
+
+    @classmethod
+    def add_arguments(cls, parser: Any, *, locust: bool = False, mix_choices: list[str] | None = None) -> None:
+        """Add every field as a flag to an argparse parser, or to Locust's (which shows some in its web UI)."""
+        for name, field in cls.model_fields.items():
+            kwargs: dict[str, Any] = {"default": field.get_default(call_default_factory=True), "help": field.description,
+                                      "type": field.annotation if field.annotation in (int, float) else str}
+            if name == "mix" and mix_choices:
+                kwargs["choices"] = mix_choices
+            if locust:
+                kwargs["include_in_web_ui"] = name in cls.LOAD_FIELDS
+            parser.add_argument(cls.flag(name), **kwargs)
+
+    @classmethod
+    def from_args(cls, args: argparse.Namespace) -> LoadOptions:
+        return cls.model_validate({name: getattr(args, name) for name in cls.model_fields})
+
+    def argv(self) -> list[str]:
+        """These options as flags, for a `python -m bench run` or Locust command line."""
+        return [part for name in type(self).model_fields for part in (self.flag(name), str(getattr(self, name)))
+                if getattr(self, name) != ""]
