@@ -182,16 +182,16 @@ class Supervisor:
                     self.say(f"  {managed.name} ready after {ready[managed.name]:.0f} s")
             elapsed = time.monotonic() - started
             if len(ready) < len(wave) and elapsed > self.startup_timeout_s:
-                waiting = [m for m in wave if m.name not in ready]
+                late = [m for m in wave if m.name not in ready]
                 raise StartupError(
-                    f"{', '.join(m.name for m in waiting)} not ready after {self.startup_timeout_s:.0f} s "
+                    f"{', '.join(m.name for m in late)} not ready after {self.startup_timeout_s:.0f} s "
                     f"(raise --startup-timeout if the machine is slow).\n"
-                    + "\n".join(f"--- last lines of {m.log} ---\n{log_tail(m.log, 15)}" for m in waiting)
+                    + "\n".join(f"--- last lines of {m.log} ---\n{log_tail(m.log, 15)}" for m in late)
                 )
             pending = ", ".join(f"{m.name} {elapsed:.0f}s" for m in wave if m.name not in ready)
             if pending and time.monotonic() - last_progress >= PROGRESS_EVERY_S:
                 last_progress = time.monotonic()
-                self.say(f"  waiting for /health: {waiting}")
+                self.say(f"  waiting for /health: {pending}")
             time.sleep(0.5)
 
     def _check_external(self, client: httpx.Client) -> None:

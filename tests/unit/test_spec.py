@@ -158,3 +158,18 @@ def test_bad_override_is_explained() -> None:
         load_profile("cpu", ["groups.light.max_num_seqs=0"])
     with pytest.raises(SpecError, match=r"proxy.routing_strategy: Input should be"):
         load_profile("cpu", ["proxy.routing_strategy=fastest"])
+
+
+def test_waiting_for_health_shows_progress_then_each_ready_worker(monkeypatch) -> None:
+    from types import SimpleNamespace
+
+    from serve import supervisor
+
+    monkeypatch.setattr(supervisor, "PROGRESS_EVERY_S", 0.0)
+    monkeypatch.setattr(supervisor.time, "sleep", lambda s: None)
+    probes = iter([False, False, True])
+    worker = SimpleNamespace(name="light-0", exited=lambda: None, healthy=lambda client: next(probes))
+    said: list[str] = []
+    fake_self = SimpleNamespace(say=said.append, startup_timeout_s=60.0)
+    supervisor.Supervisor._wait_healthy(fake_self, [worker], client=None)
+    assert said[0].startswith("  waiting for /health: light-0 ") and said[-1].startswith("  light-0 ready after")
