@@ -1,0 +1,50 @@
+"""`python -m bench run` end to end against fake servers standing in for the stack (tests/unit/fake_server.py):
+the run logic, Locust included, writes a complete folder. Whether the figures are right for a real engine is
+the end-to-end suite's job; here only the bench's own bookkeeping is checked."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+
+import pytest
+
+from bench.rundir import read_manifest, read_requests
+from serve.spec import load_profile
+from serve.state import ProcessState, StackState, WorkerState, now_iso, write_state
+from tests.unit.fake_server import FakeServer, FakeWorker
+
+
+@pytest.fixture
+def fake_stack(tmp_path, monkeypatch):
+    """A ready stack whose proxy and four workers are fake servers, with this test as its 'supervisor'."""
+    monkeypatch.setenv("NPCBENCH_HOME", str(tmp_path / "home"))
+    monkeypatch.setenv("LITELLM_MASTER_KEY", "sk-fake-key-for-unit-tests-0123")
+    spec = load_profile("cpu")
+    servers = {name: FakeServer(FakeWorker(reply_tokens=4)) for name in ["proxy", *(w.name for w in spec.workers)]}
+    fakes = {name: server.start() for name, server in servers.items()}
+    write_state(StackState(
+        profile="cpu", phase="ready", supervisor_pid=os.getpid(), started_at=now_iso(), spec=spec,
+        proxy=ProcessState(name="proxy", url=fakes["proxy"].url),
+        workers=[WorkerState(name=w.name, group=w.group, model=spec.model_of(w).hf_id, url=fakes[w.name].url)
+                 for w in spec.workers]))
+    yield fakes
+    for server in servers.values():
+        server.stop()
+
+
+def test_a_run_writes_a_complete_folder_from_what_the_client_saw(fake_stack, tmp_path) -> None:
+    result = subprocess.run([sys.executable, "-m", "bench", "run", "--mix", "ambient", "--npcs", "2", "--duration-s", "3",
+                             "--results-dir", str(tmp_path / "results"), "--run-id", "fake", "--no-html-report",
+                             "--scrape-interval-s", "1"], capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr[-3000:]
+    run_dir = tmp_path / "results" / "fake"
+    manifest, requests = read_manifest(run_dir), read_requests(run_dir)
+    assert manifest.status == "complete" and manifest.mix.name == "ambient" and manifest.stack.profile == "cpu"
+    assert len(requests) > 0 and set(requests.outcome) == {"ok"} and set(requests.worker) == {"fake-0"}
+    assert manifest.summary.all.requests == len(requests) == fake_stack["proxy"].counters["vllm:request_success_total"]
+    assert manifest.summary.all.output_tokens_total == 4 * len(requests)
+    assert set(requests.tick.dropna()) and requests.deadline_missed.notna().all()  # the ambient mix ticks
+    for name in ("requests.jsonl", "server_metrics.csv", "locust_stats.csv"):
+        assert (run_dir / name).stat().st_size > 0, name
