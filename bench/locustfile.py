@@ -92,7 +92,7 @@ class LocustRun:
     def prepare(self, environment) -> None:
         if self.prepared:
             return
-        options = environment.parsed_options
+        options = LoadOptions.from_args(environment.parsed_options)
         stack = ready_state()
         if stack is None:
             raise NoStackError(NOT_READY)
@@ -120,9 +120,9 @@ class LocustRun:
 
     def start(self, environment) -> None:
         self.prepare(environment)
-        options = environment.parsed_options
-        run_id = Path(options.run_dir).name if options.run_dir else new_run_id(self.mix.name)
-        path = Path(options.run_dir) if options.run_dir else Path(options.results_dir) / run_id
+        options, run_dir = LoadOptions.from_args(environment.parsed_options), environment.parsed_options.run_dir
+        run_id = Path(run_dir).name if run_dir else new_run_id(self.mix.name)
+        path = Path(run_dir) if run_dir else options.results_dir / run_id
         workers = {w.name: w.url for w in self.stack.workers}
         manifest = Manifest(
             run_id=run_id, status="running", started_at=now_iso(), mix=self.mix,
