@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from typing import Any, ClassVar, Literal
 
-import gevent
 from pydantic import Field
 
 from bench.shapes.base import LoadShape, Pacer, register
@@ -16,9 +15,12 @@ class PoissonPacer(Pacer):
     started = False
 
     def step(self) -> None:
-        if not self.started:  # Locust runs a task before its first wait; an arrival process starts with a gap
+        # Locust runs a task before its first wait, and an arrival process starts with a gap: the first task sends
+        # nothing, so that gap is Locust's wait, which a stopping run cuts short (a sleep inside the task would
+        # hold the run's end for up to the stop timeout, and then send after the shape had ended).
+        if not self.started:
             self.started = True
-            gevent.sleep(self.wait_s())
+            return
         self.run.spawn(self.npc)
 
     def wait_s(self) -> float:
