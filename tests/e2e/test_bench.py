@@ -100,7 +100,7 @@ def test_interrupted_streams_stop_generating_on_the_server(stack: dict, results:
     assert server.prompt_tokens_total >= len(interrupted) * 150
     assert server.finished_requests < len(interrupted) / 2, server
     # Each asked for 64 tokens and read 6; a server that kept going would have made 64 for each.
-    assert server["generation_tokens_total"] < interrupted.max_tokens.sum() / 2, server
+    assert server.generation_tokens_total < interrupted.max_tokens.sum() / 2, server
 
 
 def test_interrupted_run_still_leaves_a_readable_folder(stack: dict, results: Path) -> None:
