@@ -37,6 +37,9 @@ from bench.summary import memory_trend, summarize
 from serve.process import pid_alive
 from serve.state import NOT_READY, StackState, master_key, now_iso, ready_state
 
+# The workers' counters the run summary compares with what the client counted.
+SETTLED_COUNTERS = ("vllm:generation_tokens_total", "vllm:prompt_tokens_total", "vllm:request_success_total")
+
 
 class NoStackError(RuntimeError):
     pass
@@ -212,7 +215,7 @@ class LocustRun:
         self.inflight.join(timeout=self.stack.spec.proxy.timeout_s)  # open-loop requests still in flight
         self.inflight.kill()
         gevent.killall(self.background)
-        self.scraper.scrape_once()  # the last sample closes the counters' window
+        self.scraper.scrape_until_settled(SETTLED_COUNTERS)  # the last samples close the counters' window
         duration = time.time() - self.t0
         summary = summarize(read_requests(run_dir.path), duration)
         summary.server = self.server_summary(run_dir)

@@ -63,6 +63,18 @@ class ServerScraper:
             self._csv.writerows([round(now - self.t0, 3), round(now, 3), target.source, name, value]
                                 for name, value in values.items())
 
+    def scrape_until_settled(self, counters: tuple[str, ...], interval_s: float = 0.5, timeout_s: float = 5.0) -> None:
+        """Scrape until these counters hold still between two scrapes (or the timeout passes). A worker counts a
+        request's last tokens just after its response has ended, so a window closed at once can miss them."""
+        deadline = time.monotonic() + timeout_s
+        self.scrape_once()
+        while time.monotonic() < deadline:
+            before = {name: self.window.delta(name) for name in counters}
+            time.sleep(interval_s)
+            self.scrape_once()
+            if all(self.window.delta(name) == moved for name, moved in before.items()):
+                return
+
     def close(self) -> None:
         self._file.close()
         self.client.close()

@@ -27,6 +27,7 @@ class FakeWorker:
     reply_tokens: int = 6
     tool_arguments: str = '{"sector": "B4", "depth": 2}'  # what a forced tool call returns
     fail_with: int | None = None  # answer every chat request with this HTTP status
+    count_late_s: float = 0.0  # count a plain reply's tokens this long after the response, as vLLM can
     counters: dict[str, float] = field(default_factory=lambda: {
         "vllm:prompt_tokens_total": 0.0, "vllm:generation_tokens_total": 0.0, "vllm:request_success_total": 0.0,
         "vllm:prefix_cache_queries_total": 0.0, "vllm:prefix_cache_hits_total": 0.0})
@@ -74,7 +75,7 @@ def app_for(worker: FakeWorker) -> FastAPI:
             message = {"role": "assistant", "content": " word" * n}
         usage = {"prompt_tokens": prompt_tokens, "completion_tokens": n, "total_tokens": prompt_tokens + n}
         if not body.get("stream"):
-            worker.count(prompt_tokens, n, finished=True)
+            asyncio.get_running_loop().call_later(worker.count_late_s, worker.count, prompt_tokens, n, True)
             choice = {"index": 0, "message": message, "finish_reason": "stop"}
             return JSONResponse({**base, "object": "chat.completion", "choices": [choice], "usage": usage},
                                 headers=headers)

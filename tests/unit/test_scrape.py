@@ -37,3 +37,18 @@ def test_scraper_writes_each_scrape_and_windows_the_counters(tmp_path) -> None:
     ours = rows[rows.source == "light-0"]
     assert {"vllm:generation_tokens_total", RSS_METRIC} <= set(ours.metric) and ours.t_s.nunique() == 2
 
+
+
+def test_the_window_waits_for_counts_that_land_after_the_response(tmp_path) -> None:
+    server = FakeServer(FakeWorker(reply_tokens=5, count_late_s=0.3))
+    worker = server.start()
+    try:
+        scraper = ServerScraper(tmp_path / "server_metrics.csv", [Target("light-0", worker.url)], t0=0.0)
+        scraper.scrape_once()
+        client = openai.OpenAI(base_url=worker.url + "/v1", api_key="sk-fake", max_retries=0, timeout=10)
+        send(client, load_classes("cpu")["ambient"], NPC("npc-0", random.Random(0)))
+        scraper.scrape_until_settled(("vllm:generation_tokens_total",))
+        scraper.close()
+    finally:
+        server.stop()
+    assert scraper.window.delta("vllm:generation_tokens_total") == {"light-0": 5.0}
