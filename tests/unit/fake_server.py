@@ -75,7 +75,10 @@ def app_for(worker: FakeWorker) -> FastAPI:
             message = {"role": "assistant", "content": " word" * n}
         usage = {"prompt_tokens": prompt_tokens, "completion_tokens": n, "total_tokens": prompt_tokens + n}
         if not body.get("stream"):
-            asyncio.get_running_loop().call_later(worker.count_late_s, worker.count, prompt_tokens, n, True)
+            if worker.count_late_s:
+                asyncio.get_running_loop().call_later(worker.count_late_s, worker.count, prompt_tokens, n, True)
+            else:
+                worker.count(prompt_tokens, n, finished=True)
             choice = {"index": 0, "message": message, "finish_reason": "stop"}
             return JSONResponse({**base, "object": "chat.completion", "choices": [choice], "usage": usage},
                                 headers=headers)
