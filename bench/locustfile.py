@@ -139,6 +139,9 @@ class LocustRun:
         targets = [Target(w.name, w.url, pid=w.pid) for w in self.stack.workers]
         targets.append(Target("proxy", self.stack.proxy.url, {"Authorization": f"Bearer {self.key}"}, self.stack.proxy.pid))
         self.scraper = ServerScraper(path / "server_metrics.csv", targets, t0=self.t0)
+        # The counters' first reading, taken here because Locust spawns the NPCs only once test_start is
+        # done: a reading left to the loop raced the first requests and missed their first tokens.
+        self.scraper.scrape_once()
         self.counts = {}
         self.background = [gevent.spawn(self._scrape_loop, options.scrape_interval_s)]
         print(f"[bench] run {run_id}: mix {self.mix.name} ({self.mix.mix.shape.kind} shape), "
@@ -147,6 +150,7 @@ class LocustRun:
     def _scrape_loop(self, interval_s: float) -> None:
         shape = self.mix.mix.shape
         while True:
+            gevent.sleep(interval_s)
             self.scraper.scrape_once()
             if self.stack_lost is None and not pid_alive(self.stack.supervisor_pid):
                 # The shape sees this at its next tick and ends the run, which is then marked failed.
@@ -157,7 +161,6 @@ class LocustRun:
             counts = " ".join(f"{k}={v}" for k, v in sorted(self.counts.items()))
             print(f"[bench] {elapsed:5.0f}/{shape.duration_s:.0f} s  in flight {len(self.inflight)}  {counts}",
                   file=sys.stderr, flush=True)
-            gevent.sleep(interval_s)
 
     # -- per request
     def pick_class(self):

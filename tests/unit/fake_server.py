@@ -28,6 +28,7 @@ class FakeWorker:
     tool_arguments: str = '{"sector": "B4", "depth": 2}'  # what a forced tool call returns
     fail_with: int | None = None  # answer every chat request with this HTTP status
     count_late_s: float = 0.0  # count a plain reply's tokens this long after the response, as vLLM can
+    metrics_delay_s: float = 0.0  # answer /metrics this late, as a worker busy with a prefill does
     counters: dict[str, float] = field(default_factory=lambda: {
         "vllm:prompt_tokens_total": 0.0, "vllm:generation_tokens_total": 0.0, "vllm:request_success_total": 0.0,
         "vllm:prefix_cache_queries_total": 0.0, "vllm:prefix_cache_hits_total": 0.0})
@@ -56,7 +57,8 @@ def app_for(worker: FakeWorker) -> FastAPI:
         return PlainTextResponse("")
 
     @app.get("/metrics")
-    def metrics() -> PlainTextResponse:
+    async def metrics() -> PlainTextResponse:
+        await asyncio.sleep(worker.metrics_delay_s)
         return PlainTextResponse(worker.metrics())
 
     @app.post("/v1/chat/completions")

@@ -22,8 +22,11 @@ def fake_stack(tmp_path, monkeypatch):
     monkeypatch.setenv("NPCBENCH_HOME", str(tmp_path / "home"))
     monkeypatch.setenv("LITELLM_MASTER_KEY", "sk-fake-key-for-unit-tests-0123")
     spec = load_profile("cpu")
-    servers = {name: FakeServer(FakeWorker(reply_tokens=4)) for name in ["proxy", *(w.name for w in spec.workers)]}
+    # Slow /metrics answers, as from busy workers: a first reading taken alongside the first requests misses them.
+    servers = {name: FakeServer(FakeWorker(reply_tokens=4, metrics_delay_s=0.2))
+               for name in ["proxy", *(w.name for w in spec.workers)]}
     fakes = {name: server.start() for name, server in servers.items()}
+    fakes["light-0"] = fakes["proxy"]  # the 'proxy' answers as light-0 too, so that worker's counters see every request
     write_state(StackState(
         profile="cpu", phase="ready", supervisor_pid=os.getpid(), started_at=now_iso(), spec=spec,
         proxy=ProcessState(name="proxy", url=fakes["proxy"].url),
@@ -35,16 +38,20 @@ def fake_stack(tmp_path, monkeypatch):
 
 
 def test_a_run_writes_a_complete_folder_from_what_the_client_saw(fake_stack, tmp_path) -> None:
-    result = subprocess.run([sys.executable, "-m", "bench", "run", "--mix", "ambient", "--npcs", "2", "--duration-s", "3",
+    result = subprocess.run([sys.executable, "-m", "bench", "run", "--mix", "dialogue", "--npcs", "2", "--duration-s", "4",
                              "--results-dir", str(tmp_path / "results"), "--run-id", "fake", "--no-html-report",
                              "--scrape-interval-s", "1"], capture_output=True, text=True, timeout=120)
     assert result.returncode == 0, result.stderr[-3000:]
     run_dir = tmp_path / "results" / "fake"
     manifest, requests = read_manifest(run_dir), read_requests(run_dir)
-    assert manifest.status == "complete" and manifest.mix.name == "ambient" and manifest.stack.profile == "cpu"
+    assert manifest.status == "complete" and manifest.mix.name == "dialogue" and manifest.stack.profile == "cpu"
     assert len(requests) > 0 and set(requests.outcome) == {"ok"} and set(requests.worker) == {"fake-0"}
     assert manifest.summary.all.requests == len(requests) == fake_stack["proxy"].counters["vllm:request_success_total"]
     assert manifest.summary.all.output_tokens_total == 4 * len(requests)
-    assert set(requests.tick.dropna()) and requests.deadline_missed.notna().all()  # the ambient mix ticks
+    # The run's counter window holds every token the client counted: first reading before any NPC sends,
+    # last once the counters stood still.
+    assert manifest.summary.server.generation_tokens == {"heavy-0": 0, "heavy-1": 0, "light-0": 4 * len(requests),
+                                                         "light-1": 0}
+    assert requests.ttft_s.notna().all()  # the dialogue mix streams
     for name in ("requests.jsonl", "server_metrics.csv", "locust_stats.csv"):
         assert (run_dir / name).stat().st_size > 0, name
