@@ -134,8 +134,7 @@ def proxy_cpu_s(pid: int) -> float:
 
 
 def litellm_overhead(proxy: Proxy) -> tuple[float, float]:
-    with httpx.Client(follow_redirects=True) as client:  # the proxy answers /metrics with a 307 to /metrics/
-        samples = scrape(proxy.url, client, headers={"Authorization": f"Bearer {master_key()}"})
+    samples = scrape(proxy.url, headers={"Authorization": f"Bearer {master_key()}"})  # fetch follows its 307
     return total(samples, OVERHEAD_METRIC + "_sum"), total(samples, OVERHEAD_METRIC + "_count")
 
 
