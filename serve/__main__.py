@@ -181,7 +181,7 @@ def cmd_provision(args: argparse.Namespace) -> int:
             PROVISIONERS[model.provision](model.local_dir)
         else:
             print(f"{model.hf_id}: downloaded from the Hugging Face hub, not provisioned here "
-                  f"(`huggingface-cli download {model.hf_id}`)")
+                  f"(`hf download {model.hf_id}`)")
     return 0
 
 
@@ -191,6 +191,36 @@ def cmd_check(args: argparse.Namespace) -> int:
     spec = load(args)
     for name, ns in check_stack(spec).items():
         print(f"{name}: vLLM accepts its command line (model {ns.model}, max_model_len {ns.max_model_len})")
+    if spec.device == "cuda":
+        return check_gpus(spec)
+    return 0
+
+
+def check_gpus(spec: StackSpec) -> int:
+    """Each worker's memory plan on this machine's GPUs (or, with none, on the GPU the profile is sized for), then
+    whether the profile fits them."""
+    from serve.gpu import MemoryAssumptions, inventory, plan, preflight_problems, size_warnings
+    from serve.spec import GPU_PROFILES
+
+    machine = inventory()
+    where = "this machine's GPUs" if machine.gpus else f"a {spec.sized_for_gpu_gib} GiB GPU (the profile's size)"
+    memory = {g.index: g.memory_gib for g in machine.gpus} if machine.gpus else {
+        w.gpu: spec.sized_for_gpu_gib or 0.0 for w in spec.workers if w.gpu is not None}
+    print(f"\nmemory plan on {where}, GiB (vLLM's sizing; estimates: {MemoryAssumptions().model_dump()}):")
+    print(f"  {'worker':9} {'gpu':>5} {'util':>5} {'budget':>7} {'weights':>8} {'activ.':>7} {'graphs':>7} "
+          f"{'KV':>7} {'KV tokens':>10} {'full seqs':>9}")
+    for p in plan(spec, memory):
+        print(f"  {p.worker:9} {p.gpu_gib:5.1f} {p.gpu_memory_utilization:5.2f} {p.budget_gib:7.2f} "
+              f"{p.weights_gib:8.2f} {p.activations_gib:7.2f} {p.cuda_graph_gib:7.2f} {p.kv_gib:7.2f} "
+              f"{p.kv_tokens:10,} {p.full_sequences:9.1f}")
+    if not machine.gpus:
+        print("no NVIDIA GPU is visible here: the GPU count, driver and memory checks run on the GPU machine")
+        return 0
+    for warning in size_warnings(spec, machine):
+        print(f"warning: {warning}")
+    if problems := preflight_problems(spec, machine, GPU_PROFILES):
+        return fail(f"profile {spec.profile} does not fit this machine:\n" + "\n".join(f"  - {p}" for p in problems))
+    print(f"profile {spec.profile} fits this machine's GPUs (driver CUDA {machine.cuda_version})")
     return 0
 
 

@@ -52,6 +52,7 @@ def vllm_args(spec: StackSpec, worker: WorkerSpec) -> list[str]:
         "--dtype", group.dtype,
         "--max-model-len", str(group.max_model_len),
         "--max-num-seqs", str(group.max_num_seqs),
+        *(["--max-num-batched-tokens", str(group.max_num_batched_tokens)] if group.max_num_batched_tokens else []),
         "--enable-prefix-caching" if group.enable_prefix_caching else "--no-enable-prefix-caching",
         "--scheduling-policy", group.scheduling_policy,
     ]

@@ -43,6 +43,10 @@ class ModelSpec(_Strict):
     num_kv_heads: int
     head_dim: int
     weights_gib: float = Field(description="weights in memory, for VRAM planning")
+    # Also from config.json; a cuda profile needs them to estimate vLLM's activation peak (serve/gpu.py).
+    hidden_size: int | None = None
+    intermediate_size: int | None = None
+    vocab_size: int | None = None
 
     @property
     def local_dir(self) -> Path | None:
@@ -61,6 +65,9 @@ class GroupSpec(_Strict):
     dtype: Literal["auto", "bfloat16", "float16", "float32"] = Field("auto", description="weights and KV cache")
     max_model_len: int = Field(gt=0)
     max_num_seqs: int = Field(gt=0)
+    max_num_batched_tokens: int | None = Field(
+        None, gt=0, description="tokens per engine step, prefill chunks and decodes together; None: vLLM's default "
+        "(2,048 for `vllm serve` on a GPU under 70 GiB)")
     enable_prefix_caching: bool = True
     enforce_eager: bool = False
     kv_cache_space_gib: int | None = Field(None, gt=0, description="cpu: VLLM_CPU_KVCACHE_SPACE, whole GiB")
@@ -128,6 +135,9 @@ class StackSpec(_Strict):
     profile: str
     device: Literal["cpu", "cuda"]
     host: str = Field("127.0.0.1", description="where the workers this stack starts listen")
+    sized_for_gpu_gib: float | None = Field(
+        None, gt=0, description="cuda: the memory of the GPU this profile is sized for, in GiB as the driver "
+        "reports it; plans and notebooks use it where no GPU is measured, the preflight checks the real GPUs")
     models: dict[str, ModelSpec]
     groups: dict[GroupName, GroupSpec]
     workers: list[WorkerSpec]
@@ -142,6 +152,10 @@ class StackSpec(_Strict):
                     f"group {group_name}: model {group.model!r} is not in [models] ({', '.join(self.models)})"
                 )
             device_field = "kv_cache_space_gib" if self.device == "cpu" else "gpu_memory_utilization"
+            model = self.models.get(group.model)
+            if self.device == "cuda" and model and None in (model.hidden_size, model.intermediate_size, model.vocab_size):
+                problems.append(f"model {group.model}: a cuda profile needs hidden_size, intermediate_size and "
+                                "vocab_size (from its config.json) to plan GPU memory")
             if getattr(group, device_field) is None:
                 problems.append(f"group {group_name}: set {device_field} for a {self.device} profile")
         for group_name in ("heavy", "light"):
@@ -248,10 +262,29 @@ def named_toml(name_or_path: str, folder: Path, what: str, error: type[Exception
     return path
 
 
+def merged(base: dict[str, Any], changes: dict[str, Any]) -> dict[str, Any]:
+    """`base` with `changes` laid over it: tables merge key by key, anything else (a list, a value) is replaced."""
+    out = dict(base)
+    for key, value in changes.items():
+        out[key] = merged(out[key], value) if isinstance(value, dict) and isinstance(out.get(key), dict) else value
+    return out
+
+
+def raw_profile(path: Path, seen: tuple[Path, ...] = ()) -> dict[str, Any]:
+    """A profile file's tables; with `extends = "NAME"`, laid over that profile's (its `workers` list replaces
+    the base's whole), so a variant states only what differs from the deployment it varies."""
+    if path in seen:
+        raise SpecError(f"profile {path.stem}: `extends` loops ({' -> '.join(p.stem for p in (*seen, path))})")
+    data = tomllib.loads(path.read_text())
+    if base := data.pop("extends", None):
+        data = merged(raw_profile(named_toml(base, PROFILES_DIR, "profile", SpecError), (*seen, path)), data)
+    return data
+
+
 def load_profile(name_or_path: str, overrides: list[str] | None = None) -> StackSpec:
     """Load a named profile (`cpu`, `gpu`) or a TOML file path, apply `--set` overrides, and validate it."""
     path = named_toml(name_or_path, PROFILES_DIR, "profile", SpecError)
-    data = apply_overrides(tomllib.loads(path.read_text()), overrides or [])
+    data = apply_overrides(raw_profile(path), overrides or [])
     data.setdefault("profile", path.stem)
     return parse_spec(data, source=str(path))
 
@@ -268,13 +301,16 @@ def parse_spec(data: dict[str, Any], source: str = "<spec>") -> StackSpec:
         raise SpecError(f"invalid stack spec {source}:\n" + "\n".join(f"  - {line}" for line in error_lines(exc))) from None
 
 
-def default_profile() -> str:
-    """`cuda` machines get the reference `gpu` profile; everything else the `cpu` one."""
-    import shutil
-    import subprocess
+# The reference deployment first, then its variants for smaller machines; `default_profile` takes the first that fits.
+GPU_PROFILES = ["gpu", "gpu-1gpu", "gpu-24gb"]
 
-    if shutil.which("nvidia-smi"):
-        probe = subprocess.run(["nvidia-smi", "-L"], capture_output=True, text=True)
-        if probe.returncode == 0 and "GPU" in probe.stdout:
-            return "gpu"
-    return "cpu"
+
+def default_profile() -> str:
+    """Without NVIDIA GPUs, `cpu`. With them, the first of GPU_PROFILES that fits their number and memory, else
+    `gpu` (whose preflight then says what does not fit, and which profile might)."""
+    from serve.gpu import fitting_profiles, inventory
+
+    machine = inventory()
+    if not machine.gpus:
+        return "cpu"
+    return next(iter(fitting_profiles(machine, GPU_PROFILES)), "gpu")

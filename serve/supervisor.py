@@ -41,14 +41,26 @@ class Stop(Exception):
     """SIGTERM: stop like Ctrl-C."""
 
 
+def hub_cached(hf_id: str) -> bool:
+    """Whether a hub model's config.json is in the local Hugging Face cache (no network is asked)."""
+    from huggingface_hub import try_to_load_from_cache
+
+    return isinstance(try_to_load_from_cache(hf_id, "config.json"), str)
+
+
 def preflight(spec: StackSpec) -> None:
     """Everything about this machine that would stop the stack, checked before any process starts."""
     problems = []
     for worker in spec.workers:
         model = spec.model_of(worker)
-        if worker.is_external or model.local_dir is None:
+        if worker.is_external:
             continue
-        if not is_provisioned(model.local_dir):
+        if model.local_dir is None:
+            if not hub_cached(model.hf_id) and not any(model.hf_id in p for p in problems):
+                problems.append(f"model {model.hf_id} is not in the Hugging Face cache; download it "
+                                f"once with `hf download {model.hf_id}` (in the cuda environment: "
+                                f"`pixi run -e cuda hf download {model.hf_id}`)")
+        elif not is_provisioned(model.local_dir):
             problems.append(
                 f"worker {worker.name}: model folder {model.local_dir} is missing; provision it with "
                 f"`python -m serve provision --profile {spec.profile}` (or `pixi run provision`)"
@@ -63,12 +75,14 @@ def preflight(spec: StackSpec) -> None:
         if not port_is_free(host, port):
             problems.append(f"{user}: port {port} on {host} is already in use; stop what holds it "
                             f"(`ss -ltnp 'sport = :{port}'`) or change the port in the profile")
-    if spec.device == "cuda" and any(not w.is_external for w in spec.workers):
-        from serve.spec import default_profile
+    if spec.device == "cuda":
+        from serve.gpu import inventory, preflight_problems, size_warnings
+        from serve.spec import GPU_PROFILES
 
-        if default_profile() != "gpu":
-            problems.append(f"profile {spec.profile} needs NVIDIA GPUs and none is visible (`nvidia-smi -L`); "
-                            "use `--profile cpu` on this machine")
+        machine = inventory()
+        problems += preflight_problems(spec, machine, GPU_PROFILES)
+        for warning in size_warnings(spec, machine):
+            print(f"warning: {warning}", file=sys.stderr, flush=True)
     if problems:
         raise SpecError("the stack cannot start here:\n" + "\n".join(f"  - {p}" for p in problems))
 

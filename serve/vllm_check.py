@@ -30,6 +30,8 @@ def parse_vllm_args(args: list[str]) -> argparse.Namespace:
             namespace = parser.parse_args(args)
     except SystemExit as exc:
         raise VllmArgsError(stderr.getvalue().strip().splitlines()[-1] if stderr.getvalue() else str(exc)) from None
+    if getattr(namespace, "model_tag", None):  # as `vllm serve MODEL` does (vllm/entrypoints/cli/serve.py)
+        namespace.model = namespace.model_tag
     validate_parsed_serve_args(namespace)
     # The parser takes any string for --quantization; vLLM only rejects an unknown one at engine start.
     if namespace.quantization is not None and namespace.quantization not in QUANTIZATION_METHODS:

@@ -134,12 +134,6 @@ def test_port_in_use(cpu: dict, tmp_path, monkeypatch) -> None:
             preflight(parse_spec(cpu))
 
 
-def test_gpu_profile_refused_without_gpus(gpu: dict, monkeypatch) -> None:
-    monkeypatch.setattr("serve.spec.default_profile", lambda: "cpu")
-    with pytest.raises(SpecError, match="needs NVIDIA GPUs and none is visible"):
-        preflight(parse_spec(gpu))
-
-
 def test_kv_bytes_per_token_from_model_config() -> None:
     cpu = load_profile("cpu")
     # 2 (K and V) x 30 layers x 3 KV heads x 64 head dim x 2 bytes (bf16)

@@ -15,10 +15,11 @@ def test_profile_command_lines_parse_with_vllm(profile: str) -> None:
     assert set(parsed) == {w.name for w in spec.workers if not w.is_external}
     for worker in spec.workers:
         ns, group = parsed[worker.name], spec.group_of(worker)
-        assert ns.model_tag == str(spec.model_of(worker).local_dir or spec.model_of(worker).hf_id)
+        assert ns.model == ns.model_tag == str(spec.model_of(worker).local_dir or spec.model_of(worker).hf_id)
         assert ns.port == worker.port
         assert ns.max_model_len == group.max_model_len
         assert ns.max_num_seqs == group.max_num_seqs
+        assert ns.max_num_batched_tokens == group.max_num_batched_tokens
         assert ns.enable_prefix_caching is group.enable_prefix_caching
         if spec.device == "cuda":
             assert ns.gpu_memory_utilization == group.gpu_memory_utilization
