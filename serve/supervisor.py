@@ -50,7 +50,7 @@ def hub_cached(hf_id: str) -> bool:
 
 def preflight(spec: StackSpec) -> None:
     """Everything about this machine that would stop the stack, checked before any process starts."""
-    problems = []
+    problems: list[str] = []
     for worker in spec.workers:
         model = spec.model_of(worker)
         if worker.is_external:
