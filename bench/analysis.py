@@ -13,6 +13,7 @@ from bench.capacity import kv_tokens
 from bench.metrics import PREFIX_CACHE_HITS, PREFIX_CACHE_QUERIES, hit_rate
 from bench.records import Manifest, lock_mismatch
 from bench.rundir import read_manifest, read_requests, read_server_metrics
+from serve.gpu import plan_worker
 
 
 @dataclass
@@ -93,20 +94,35 @@ def prefix_cache_hit_rate(server: pd.DataFrame) -> pd.Series:
 
 
 def kv_prediction_vs_vllm(manifest: Manifest) -> pd.DataFrame:
-    """Per worker: KV tokens predicted from the model's config and the worker's KV space, beside what vLLM
-    reported at start-up (`vllm:cache_config_info`), and the error. CPU workers: VLLM_CPU_KVCACHE_SPACE."""
+    """Per worker: the KV tokens predicted from the model's config, beside what vLLM reported at start-up
+    (`vllm:cache_config_info`: num_gpu_blocks x block_size), and the error. CPU workers: from their
+    VLLM_CPU_KVCACHE_SPACE. GPU workers: serve/gpu.py's memory plan on the GPU the run's machine reported, with
+    each term beside what the worker's start-up log measured (weights, KV memory, CUDA graphs), where it was read."""
     spec = manifest.stack
+    gpus = {g.index: g for g in manifest.machine.gpus}
     rows = []
     for worker in spec.workers:
         reported = manifest.kv_cache.get(worker.name)
         group = spec.groups[worker.group]
-        if not reported or group.kv_cache_space_gib is None:
+        if not reported:
             continue
         block = int(reported["block_size"])
-        predicted = kv_tokens(group.kv_cache_space_gib * 2**30, spec.kv_bytes_per_token(worker.group), block)
-        measured = int(reported["kv_cache_size_tokens"])
-        rows.append({"worker": worker.name, "group": worker.group, "dtype": group.dtype,
-                     "kv_space_gib": group.kv_cache_space_gib, "kv_bytes_per_token": spec.kv_bytes_per_token(worker.group),
-                     "block_size": block, "predicted_tokens": predicted, "vllm_tokens": measured,
-                     "error_pct": round(100 * (predicted - measured) / measured, 3)})
+        vllm_tokens = int(reported["num_gpu_blocks"]) * block
+        row: dict = {"worker": worker.name, "group": worker.group, "device": spec.device, "dtype": group.dtype,
+                     "kv_bytes_per_token": spec.kv_bytes_per_token(worker.group), "block_size": block}
+        if spec.device == "cpu" and group.kv_cache_space_gib is not None:
+            row |= {"kv_space_gib": group.kv_cache_space_gib,
+                    "predicted_tokens": kv_tokens(group.kv_cache_space_gib * 2**30, row["kv_bytes_per_token"], block)}
+        elif spec.device == "cuda" and worker.gpu in gpus:
+            plan = plan_worker(spec, worker, gpus[worker.gpu].memory_gib, block_size=block)
+            logged = manifest.startup.get(worker.name)
+            row |= {"gpu": str(gpus[worker.gpu]), "kv_space_gib": plan.kv_gib,
+                    "logged_kv_gib": logged.available_kv_gib if logged else None,
+                    "weights_gib": plan.weights_gib, "logged_weights_gib": logged.weights_gib if logged else None,
+                    "cuda_graph_gib": plan.cuda_graph_gib, "logged_cuda_graph_gib": logged.cuda_graph_gib if logged else None,
+                    "predicted_tokens": plan.kv_tokens}
+        else:
+            continue
+        rows.append(row | {"vllm_tokens": vllm_tokens,
+                           "error_pct": round(100 * (row["predicted_tokens"] - vllm_tokens) / vllm_tokens, 3)})
     return pd.DataFrame(rows)

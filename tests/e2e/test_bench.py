@@ -49,6 +49,9 @@ def test_default_mix_writes_a_complete_self_describing_folder(default_run: Path,
     assert manifest.git.commit and manifest.machine.cores >= 1
     assert manifest.env_lock == env_lock()  # the lock this environment was installed from (None outside tasks.py)
     assert manifest.summary.all.requests > 0
+    # Each worker's start-up log, read into the manifest, says what its /metrics cache config says.
+    for worker in manifest.stack.workers:
+        assert manifest.startup[worker.name].kv_cache_tokens == int(manifest.kv_cache[worker.name]["kv_cache_size_tokens"])
 
 
 def test_every_class_of_the_default_mix_produced_requests(default_run: Path) -> None:

@@ -10,7 +10,6 @@ from bench.capacity import (
     ClassLoad,
     ExtrapolationError,
     GameLoad,
-    gpu_kv_space_bytes,
     kv_bytes_per_token,
     kv_tokens,
     max_concurrency,
@@ -40,15 +39,6 @@ def test_cpu_kv_tokens_match_what_vllm_reported() -> None:
     assert kv_tokens(1 * 2**30, kv_bytes_per_token(smollm2, 2), 128) == 46_592  # bf16, 1 GiB
     assert kv_tokens(1 * 2**30, kv_bytes_per_token(smollm2, 4), 128) == 23_296  # float32, 1 GiB
     assert max_concurrency(46_592, 2_048) == 22.75
-
-
-def test_gpu_kv_space_leaves_weights_and_activations_out() -> None:
-    space = gpu_kv_space_bytes(48, 0.55, weights_gib=9.4, activations_gib=1.0)
-    assert space == pytest.approx((48 * 0.55 - 10.4) * 2**30)
-    tokens = kv_tokens(space, 196_608, 16)
-    assert 87_000 < tokens < 88_000  # ~10 sequences of 8,192 tokens
-    with pytest.raises(ValueError, match="no room for a KV cache"):
-        gpu_kv_space_bytes(24, 0.3, weights_gib=9.4)
 
 
 def measured() -> pd.DataFrame:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pandas as pd
 import pytest
 
 from serve import gpu
@@ -142,3 +143,33 @@ def test_an_extends_loop_is_refused(tmp_path) -> None:
     (tmp_path / "b.toml").write_text(f'extends = "{tmp_path / "a.toml"}"\n')
     with pytest.raises(SpecError, match="`extends` loops"):
         load_profile(str(tmp_path / "a.toml"))
+
+
+def test_a_gpu_runs_kv_prediction_is_compared_with_what_vllm_reported() -> None:
+    from pathlib import Path
+
+    from bench.analysis import kv_prediction_vs_vllm
+    from bench.rundir import parse_startup, read_manifest
+
+    sample = read_manifest(next(Path("results/sweep-cpu-sample").glob("*/manifest.json")).parent)
+    spec = load_profile("gpu")
+    planned = gpu.plan_worker(spec, spec.workers[0], 44.99)  # an L40S as nvidia-smi reports it: 46,068 MiB
+    blocks = planned.kv_blocks - 50  # say vLLM measured a little more activation memory than planned
+    reported = {w.name: {"num_gpu_blocks": str(blocks), "block_size": "16", "kv_cache_size_tokens": str(blocks * 16)}
+                for w in spec.workers}
+    log = ("INFO [gpu_model_runner.py:5150] Model loading took 9.31 GiB memory and 21.5 seconds\n"
+           "INFO [gpu_model_runner.py:6475] Estimated CUDA graph memory: 0.62 GiB total\n"
+           "INFO [gpu_worker.py:760] Available KV cache memory: 13.05 GiB\n"
+           f"INFO [kv_cache_utils.py:2327] GPU KV cache size: {blocks * 16:,} tokens, Maximum concurrency for "
+           "8,192 tokens per request: 8.79x\n")
+    run = sample.model_copy(update={
+        "stack": spec, "kv_cache": reported, "startup": {"heavy-0": parse_startup(log)},
+        "machine": sample.machine.model_copy(update={"gpus": gpu.parse_query(QUERY_OUTPUT)[0]})})
+    table = kv_prediction_vs_vllm(run).set_index("worker")
+    assert list(table.index) == ["heavy-0", "light-0", "heavy-1", "light-1"]
+    heavy = table.loc["heavy-0"]
+    assert heavy.predicted_tokens == planned.kv_tokens and heavy.vllm_tokens == blocks * 16
+    assert heavy.error_pct == round(100 * 50 / blocks, 3)
+    assert (heavy.logged_weights_gib, heavy.logged_kv_gib, heavy.logged_cuda_graph_gib) == (9.31, 13.05, 0.62)
+    assert heavy.gpu == "GPU 0 (NVIDIA L40S, 45.0 GiB)"
+    assert table.loc["heavy-1"].logged_kv_gib is None or pd.isna(table.loc["heavy-1"].logged_kv_gib)
