@@ -192,7 +192,7 @@ class StackSpec(_Strict):
             else:
                 per_gpu[worker.gpu].append(worker)
         for gpu, workers in sorted(per_gpu.items()):
-            share = sum(self.groups[w.group].gpu_memory_utilization or 0 for w in workers)
+            share = round(sum(self.groups[w.group].gpu_memory_utilization or 0 for w in workers), 6)  # 0.55 + 0.4
             if share > MAX_GPU_MEMORY_UTILIZATION_PER_GPU:
                 names = ", ".join(f"{w.name} {self.groups[w.group].gpu_memory_utilization}" for w in workers)
                 problems.append(

@@ -173,3 +173,8 @@ def test_waiting_for_health_shows_progress_then_each_ready_worker(monkeypatch) -
     fake_self = SimpleNamespace(say=said.append, startup_timeout_s=60.0)
     supervisor.Supervisor._wait_healthy(fake_self, [worker], client=None)
     assert said[0].startswith("  waiting for /health: light-0 ") and said[-1].startswith("  light-0 ready after")
+
+
+def test_gpu_shares_that_sum_to_the_cap_exactly_are_accepted(gpu: dict) -> None:
+    gpu["groups"]["light"]["gpu_memory_utilization"] = 0.4  # 0.55 + 0.4 is 0.9500000000000001 in floats
+    assert parse_spec(gpu).groups["light"].gpu_memory_utilization == 0.4
