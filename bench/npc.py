@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import random
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from bench.kinds import KINDS
-from bench.spec import TrafficClass
+
+if TYPE_CHECKING:  # bench.spec counts prompts with this module (bench/tokens.py), so not at run time
+    from bench.spec import TrafficClass
 
 # Common English words that are one token each (with their leading space) in BPE vocabularies such as
 # SmolLM2's and Qwen's, so a prompt of N words is close to N tokens. The server's own count is recorded.

@@ -1,0 +1,101 @@
+"""Prompt tokens as the worker counts them: a class's longest request, through the model's own chat template.
+
+vLLM renders the messages (and a tool class's tool definitions) with the model's chat template before it holds
+the prompt against --max-model-len, so a prompt is longer than the words the bench draws. Where the model's
+tokenizer is on this machine the count is exact; elsewhere it is an estimate with a stated margin.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+import re
+from functools import cache
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from bench.npc import NPC, NPC_TOOLS
+from serve.provision import is_provisioned
+
+if TYPE_CHECKING:
+    from transformers import PreTrainedTokenizerBase
+
+    from bench.spec import TrafficClass
+    from serve.spec import GroupSpec, ModelSpec
+
+# The estimate counts words and punctuation marks: the filler words are one token each, and a name such as
+# "npc-12" is three pieces, about what a BPE vocabulary makes of it (2-5 tokens short per request, measured).
+WORDS_AND_PUNCTUATION = re.compile(r"\w+|[^\w\s]")
+# Per request, what the estimate adds for the chat template (and the 2-5 tokens above). SmolLM2's template
+# adds 14 tokens to a system + user request, and 30 to a lone user message (its default system prompt),
+# measured. Qwen2.5's and Qwen3's ChatML adds 5 a message (<|im_start|>role\n ... <|im_end|>\n) and 3 for
+# the generation prompt; Qwen3's empty think block (enable_thinking=false) 4 more; Qwen2.5's default
+# system prompt, sent only without a system message, ~21. So at most ~35 in all; 48 leaves a third more.
+TEMPLATE_MARGIN_TOKENS = 48
+# Qwen's templates render the tools into the system message: the JSON of each, between fixed instructions
+# ("# Tools ... </tool_call>") of 87 tokens by cl100k_base, whose vocabulary Qwen's extends, and 106 by
+# SmolLM2's. The JSON itself is estimated by its words and punctuation, which overcounts it (381 against
+# 278 by cl100k_base): ~500 in all against ~365-400.
+TOOL_INSTRUCTIONS_TOKENS = 120
+
+
+class PromptCount(BaseModel):
+    """The prompt tokens of a class's longest request, and how they were counted."""
+
+    model_config = ConfigDict(frozen=True)
+
+    tokens: int
+    words: int = Field(description="words and punctuation marks of its messages: about what the bench drew")
+    tokenizer_dir: Path | None = Field(description="whose tokenizer and chat template counted; None: estimated")
+    how: str = Field(description="for error messages: which tokenizer measured, or what the estimate added")
+
+
+def longest_request(cls: TrafficClass) -> tuple[list[dict], list[dict[str, Any]] | None]:
+    """The messages and tools the bench sends for `cls` at its longest prompt (a conversation's first turn)."""
+    # A five-digit NPC id and the highest faction number: no run's names are longer.
+    npc = NPC(npc_id="npc-99999", rng=random.Random(0), faction=cls.factions - 1)
+    return npc.messages(cls, cls.prompt_tokens.upper), NPC_TOOLS if cls.tools else None
+
+
+def tokenizer_dir(model: ModelSpec) -> Path | None:
+    """The model's folder on this machine, provisioned or in the Hugging Face cache; never downloads."""
+    if model.local_dir is not None:
+        return model.local_dir if is_provisioned(model.local_dir) else None
+    from huggingface_hub import snapshot_download  # a quarter of a second, for hub models only
+    from huggingface_hub.errors import LocalEntryNotFoundError
+
+    try:
+        folder = Path(snapshot_download(model.hf_id, local_files_only=True))
+    except LocalEntryNotFoundError:
+        return None
+    return folder if (folder / "tokenizer_config.json").exists() else None
+
+
+@cache
+def load_tokenizer(folder: Path) -> PreTrainedTokenizerBase:
+    from transformers import AutoTokenizer  # imports torch: seconds, so only where there is a tokenizer to load
+
+    return AutoTokenizer.from_pretrained(folder)
+
+
+def count_words(text: str) -> int:
+    return len(WORDS_AND_PUNCTUATION.findall(text))
+
+
+def count_prompt(cls: TrafficClass, model: ModelSpec, group: GroupSpec) -> PromptCount:
+    """The prompt tokens of `cls`'s longest request on a worker of `group`, which serves `model`."""
+    messages, tools = longest_request(cls)
+    words = sum(count_words(m["content"]) for m in messages)
+    folder = tokenizer_dir(model)
+    if folder is not None:
+        tokenizer = load_tokenizer(folder)
+        ids = tokenizer.apply_chat_template(messages, tools=[*tools] if tools else None, add_generation_prompt=True,
+                                            tokenize=True, return_dict=False, **(group.chat_template_kwargs or {}))
+        return PromptCount(tokens=len(ids), words=words, tokenizer_dir=folder,
+                           how=f"measured with the tokenizer and chat template in {folder}")
+    tool_tokens = TOOL_INSTRUCTIONS_TOKENS + count_words(json.dumps(tools)) if tools else 0
+    how = (f"estimated, as no tokenizer of {model.hf_id} is on this machine: {words} words and punctuation marks "
+           f"+ {TEMPLATE_MARGIN_TOKENS} for the chat template" + (f" + {tool_tokens} for the tools" if tools else ""))
+    return PromptCount(tokens=words + TEMPLATE_MARGIN_TOKENS + tool_tokens, words=words, tokenizer_dir=None, how=how)
