@@ -23,3 +23,14 @@ def test_notebook_runs_without_error(path: Path) -> None:
 
 def test_there_are_notebooks() -> None:
     assert len(list(NOTEBOOKS.glob("*.ipynb"))) >= 3
+
+
+@pytest.mark.parametrize("name", ["02_capacity_plan", "03_kv_cache"])
+def test_planning_notebooks_read_the_sweep_they_are_given(name: str, monkeypatch) -> None:
+    # A GPU owner points them at their own sweep (README: a GPU owner's first hour); here another committed one.
+    monkeypatch.setenv("NPCBENCH_SWEEP", str(NOTEBOOKS.parent / "results" / "sweep-cpu-defaults"))
+    notebook = nbformat.read(NOTEBOOKS / f"{name}.ipynb", as_version=4)
+    NotebookClient(notebook, timeout=300, kernel_name="python3", resources={"metadata": {"path": str(NOTEBOOKS)}}).execute()
+    text = "".join(o.get("text", "") + str(o.get("data", {}).get("text/plain", ""))
+                   for cell in notebook.cells if cell.cell_type == "code" for o in cell.outputs)
+    assert "sweep-cpu-defaults" in text and "sweep-cpu-sample" not in text
