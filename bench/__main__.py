@@ -48,7 +48,7 @@ def ready_stack():
 def validate(args: argparse.Namespace):
     """Fail on bad options, a bad mix or a mix that does not fit the running stack, before Locust starts."""
     options = LoadOptions.from_args(args)
-    mix = load_mix(options.mix, options.npcs, options.rate_rps, options.duration_s)
+    mix = load_mix(options.mix, options.npcs, options.rate_rps, options.duration_s, options.tick_policy)
     state = ready_stack()
     check_fits(mix, state.spec)
     if args.direct:

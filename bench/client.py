@@ -10,6 +10,7 @@ from typing import NamedTuple
 import jsonschema
 import openai
 
+from bench.decisions import Cancelled
 from bench.kinds import KINDS
 from bench.npc import NPC, NPC_TOOLS, TOOL_SCHEMAS
 from bench.records import RequestRecord
@@ -41,7 +42,8 @@ class Direct(NamedTuple):
 def send(client: openai.OpenAI, cls: TrafficClass, npc: NPC, *, direct: Direct | None = None,
          use_priority: bool = False, tick: int | None = None, deadline_s: float | None = None) -> tuple[RequestRecord, str]:
     """Send one request of `cls` for `npc`; returns its record and the reply text (multi-turn memory).
-    Through the proxy the model is the class's group; `direct` when `client` talks to one worker."""
+    Through the proxy the model is the class's group; `direct` when `client` talks to one worker. Cancelled
+    (a newer tick of its NPC) while in flight, it closes its connection and is recorded `cancelled`."""
     prompt_tokens = cls.prompt_tokens.sample(npc.rng)
     max_tokens = cls.output_tokens.sample(npc.rng)
     messages = npc.messages(cls, prompt_tokens)
@@ -74,6 +76,8 @@ def send(client: openai.OpenAI, cls: TrafficClass, npc: NPC, *, direct: Direct |
     except openai.APIError as exc:
         record = RequestRecord(**base, t_start=t_start, e2e_s=time.perf_counter() - t0, outcome="error",
                                error=f"{type(exc).__name__}: {str(exc)[:300]}")
+    except Cancelled:  # leaving the SDK's `with` blocks closed the connection: the worker stops generating it
+        record = RequestRecord(**base, t_start=t_start, e2e_s=time.perf_counter() - t0, outcome="cancelled")
     if deadline_s is not None:
         record.deadline_missed = record.outcome != "ok" or record.e2e_s > deadline_s
     npc.remember(cls, messages, reply if record.outcome == "ok" else None)

@@ -19,6 +19,7 @@ import time
 from pathlib import Path
 
 import gevent
+import gevent.lock
 import gevent.pool
 import openai
 from locust import LoadTestShape, User, events, task
@@ -26,6 +27,7 @@ from locust.html import get_html_report
 from locust.stats import PERCENTILES_TO_REPORT, StatsCSV
 
 from bench.client import Direct, send
+from bench.decisions import Cancelled, NpcTick, TickLedger, decision_figures
 from bench.metrics import prefix_cache_hit_rates
 from bench.npc import NPC
 from bench.options import LoadOptions
@@ -38,8 +40,10 @@ from bench.rundir import (
     read_server_metrics,
     worker_cache_config,
     worker_startup,
+    write_ticks,
 )
 from bench.scrape import ServerScraper, Target
+from bench.shapes.tick import TickBurst
 from bench.spec import ResolvedMix, check_fits, direct_worker, load_mix, mix_names
 from bench.summary import memory_trend, summarize
 from serve.process import pid_alive
@@ -63,6 +67,10 @@ class SLOMissed(Exception):
 
 class DeadlineMissed(Exception):
     pass
+
+
+class FellBack(Exception):
+    """An NPC-tick with no new decision: the NPC ran its cached behaviour."""
 
 
 def mix_choices(argv: list[str]) -> list[str]:
@@ -98,6 +106,9 @@ class LocustRun:
         self.stack_lost: str | None = None  # why the run stopped early: the stack under it went down
         self.t0 = 0.0
         self.counts: dict[str, int] = {}
+        self.ledgers: dict[str, TickLedger] = {}  # tick shape: each NPC's ticks
+        self.ticks: list[NpcTick] = []  # ... and those closed so far
+        self.slots: gevent.lock.BoundedSemaphore | None = None  # tick shape's max_in_flight: the LLM thread pool
 
     # -- set-up: called from the shape's first tick (which runs before test_start) and from test_start
     def prepare(self, environment) -> None:
@@ -107,7 +118,7 @@ class LocustRun:
         stack = ready_state()
         if stack is None:
             raise NoStackError(NOT_READY)
-        mix = load_mix(options.mix, options.npcs, options.rate_rps, options.duration_s)
+        mix = load_mix(options.mix, options.npcs, options.rate_rps, options.duration_s, options.tick_policy)
         check_fits(mix, stack.spec)
         self.mix, self.stack = mix, stack
         self.key = master_key()
@@ -126,6 +137,10 @@ class LocustRun:
         self.weight_sum = sum(mix.mix.weights[name] for name in self.class_names)
         self.shape_finished = False
         self.stack_lost = None
+        shape = mix.mix.shape
+        cap = shape.max_in_flight if isinstance(shape, TickBurst) else None
+        self.slots = gevent.lock.BoundedSemaphore(cap) if cap else None
+        self.ledgers, self.ticks = {}, []
         self.t0 = time.time()
         self.prepared = True
 
@@ -181,16 +196,44 @@ class LocustRun:
         self.credit[name] -= self.weight_sum
         return self.mix.classes[name]
 
-    def fire(self, npc: NPC, tick: int | None = None, deadline_s: float | None = None) -> None:
+    def fire(self, npc: NPC, tick: int | None = None, deadline_s: float | None = None,
+             stream: bool = False) -> RequestRecord | None:
         cls = self.pick_class()
-        record, _ = send(self.client, cls, npc, direct=self.direct, use_priority=cls.group in self.priority_groups,
-                         tick=tick, deadline_s=deadline_s)
+        if stream and not cls.stream:
+            cls = cls.model_copy(update={"stream": True})
+        try:
+            if self.slots is not None:
+                self.slots.acquire()  # a game server's LLM threads: wait for one
+        except Cancelled:
+            return None  # cancelled by a newer tick before a thread was free: nothing was sent
+        try:
+            record, _ = send(self.client, cls, npc, direct=self.direct, use_priority=cls.group in self.priority_groups,
+                             tick=tick, deadline_s=deadline_s)
+        finally:
+            if self.slots is not None:
+                self.slots.release()
         record.slo_met = meets_slo(record, cls.slo)
         self.record(record)
+        return record
 
-    def spawn(self, npc: NPC, tick: int | None = None, deadline_s: float | None = None) -> None:
+    def spawn(self, npc: NPC, tick: int | None = None, deadline_s: float | None = None,
+              stream: bool = False) -> gevent.Greenlet:
         """Open loop: send without waiting for the reply; the run waits for these at its end."""
-        self.inflight.spawn(self.fire, npc, tick=tick, deadline_s=deadline_s)
+        return self.inflight.spawn(self.fire, npc, tick=tick, deadline_s=deadline_s, stream=stream)
+
+    def track(self, npc: NPC, ledger: TickLedger) -> TickLedger:
+        self.ledgers[npc.npc_id] = ledger
+        return ledger
+
+    def closed(self, ticks: list[NpcTick]) -> None:
+        if self.dir is None:
+            return
+        self.ticks.extend(ticks)
+        period_ms = 1000 / self.mix.mix.shape.tick_hz if isinstance(self.mix.mix.shape, TickBurst) else 0.0
+        for t in ticks:  # Locust's DECISION rows: response time is the decision's age; fallback ticks are failures
+            events.request.fire(request_type="DECISION", name=t.decision, response_time=t.staleness * period_ms,
+                                response_length=0, context={},
+                                exception=FellBack("fallback behaviour ran") if t.decision == "fallback" else None)
 
     def record(self, record: RequestRecord) -> None:
         if self.dir is None:
@@ -231,6 +274,10 @@ class LocustRun:
         duration = time.time() - self.t0
         summary = summarize(read_requests(run_dir.path), duration)
         summary.server = self.server_summary(run_dir)
+        if self.ledgers:  # every NPC's last ticks, now that their replies are in
+            self.closed([t for ledger in self.ledgers.values() for t in ledger.close()])
+            write_ticks(run_dir, self.ticks)
+            summary.decisions = decision_figures(self.ticks, list(self.ledgers.values()))
         self._write_locust_reports(environment, run_dir)
         status: RunStatus = "failed" if self.stack_lost else "complete" if self.shape_finished else "interrupted"
         if self.stack_lost:

@@ -22,13 +22,17 @@ class LoadOptions(BaseModel):
     npcs: int = Field(0, ge=0, description="override the mix shape's NPC / user count (0: keep)")
     duration_s: float = Field(0.0, ge=0, description="override the mix shape's duration (0: keep)")
     rate_rps: float = Field(0.0, ge=0, description="poisson shape: override the arrival rate (0: keep)")
+    tick_policy: str = Field("", description="tick shape: what an NPC still awaiting its last reply does at a new "
+                             "tick: overlap (asks again), skip, or cancel (the request in flight); empty: the mix's")
     results_dir: Path = Field(default_factory=lambda: settings().results,
                               description="where run folders go ($NPCBENCH_RESULTS)")
     scrape_interval_s: float = Field(2.0, gt=0, description="seconds between /metrics scrapes of the workers and the proxy")
     direct: str = Field("", description="send straight to this worker (e.g. light-0), bypassing the proxy; every "
                         "class of the mix must be of its group")
 
-    LOAD_FIELDS: ClassVar = ("mix", "npcs", "duration_s", "rate_rps")  # what a sweep varies; Locust's form shows them
+    # What a sweep varies, and the fields Locust's web form shows.
+    LOAD_FIELDS: ClassVar = ("mix", "tick_policy", "npcs", "duration_s", "rate_rps")
+    TICK_POLICIES: ClassVar = ("", "overlap", "skip", "cancel")
 
     @staticmethod
     def flag(name: str) -> str:
@@ -42,6 +46,8 @@ class LoadOptions(BaseModel):
                                       "type": field.annotation if field.annotation in (int, float) else str}
             if name == "mix" and mix_choices:
                 kwargs["choices"] = mix_choices
+            if name == "tick_policy":
+                kwargs["choices"] = cls.TICK_POLICIES
             if locust:
                 kwargs["include_in_web_ui"] = name in cls.LOAD_FIELDS
             parser.add_argument(cls.flag(name), **kwargs)

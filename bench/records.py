@@ -6,11 +6,13 @@ from typing import Literal
 
 from pydantic import BaseModel, Field, field_validator
 
+from bench.decisions import DecisionFigures
 from bench.spec import SLO, ResolvedMix
 from serve.gpu import Gpu
 from serve.spec import StackSpec
 
-Outcome = Literal["ok", "error", "timeout", "tool_invalid", "interrupted"]
+# interrupted: the client cut the stream as its class plans; cancelled: a newer tick of its NPC cancelled it.
+Outcome = Literal["ok", "error", "timeout", "tool_invalid", "interrupted", "cancelled"]
 RunStatus = Literal["running", "complete", "interrupted", "failed"]
 
 
@@ -118,6 +120,7 @@ class Figures(BaseModel):
     n_timeout: int
     n_tool_invalid: int
     n_interrupted: int
+    n_cancelled: int = 0
     ttft_p50_s: float | None
     ttft_p95_s: float | None
     itl_p50_s: float | None
@@ -163,6 +166,8 @@ class RunSummary(BaseModel):
     classes: dict[str, Figures]
     groups: dict[str, Figures]
     server: ServerSummary | None = None
+    decisions: DecisionFigures | None = Field(None, description="tick shape: fresh, late and fallback NPC-ticks, "
+                                              "staleness, thinking share")
 
 
 class Manifest(Provenance):

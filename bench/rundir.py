@@ -4,6 +4,7 @@
       manifest.json        what ran, where, with which versions; `status` says whether it completed
       requests.jsonl       one RequestRecord per line, appended and flushed as each request ends
       server_metrics.csv   every worker's and the proxy's /metrics, scraped every few seconds (long format)
+      ticks.csv            tick shape: one row per NPC-tick, its decision (fresh, late, fallback) and staleness
       locust_stats.csv, locust_failures.csv, locust_exceptions.csv, locust_report.html   Locust's own
 """
 
@@ -22,6 +23,7 @@ from pathlib import Path
 import httpx
 import pandas as pd
 
+from bench.decisions import NpcTick
 from bench.metrics import cache_config, fetch
 from bench.records import (
     EnvLock,
@@ -44,6 +46,7 @@ REPO_ROOT = Path(__file__).resolve().parent.parent
 MANIFEST = "manifest.json"
 REQUESTS = "requests.jsonl"
 SERVER_METRICS = "server_metrics.csv"
+TICKS = "ticks.csv"
 
 
 def new_run_id(mix_name: str, now: datetime | None = None) -> str:
@@ -198,6 +201,18 @@ def read_requests(run_dir: Path) -> pd.DataFrame:
             except ValueError:
                 continue
     return pd.DataFrame(rows, columns=list(RequestRecord.model_fields))
+
+
+def write_ticks(run_dir: RunDir, ticks: list[NpcTick]) -> None:
+    pd.DataFrame([t.model_dump() for t in ticks], columns=list(NpcTick.model_fields)).to_csv(
+        run_dir.path / TICKS, index=False)
+    run_dir.manifest.files["ticks"] = TICKS
+
+
+def read_ticks(run_dir: Path) -> pd.DataFrame:
+    """A tick run's NPC-ticks (empty for other shapes)."""
+    path = Path(run_dir) / TICKS
+    return pd.read_csv(path) if path.exists() else pd.DataFrame(columns=list(NpcTick.model_fields))
 
 
 def read_server_metrics(run_dir: Path) -> pd.DataFrame:

@@ -156,14 +156,16 @@ def mix_names() -> list[str]:
     return sorted(p.stem for p in MIXES_DIR.glob("*.toml"))
 
 
-def load_mix(name_or_path: str, npcs: int = 0, rate_rps: float = 0.0, duration_s: float = 0.0) -> ResolvedMix:
-    """A named mix (`bench/mixes/NAME.toml`) or a .toml path; non-zero npcs, rate_rps, duration_s override its shape."""
+def load_mix(name_or_path: str, npcs: int = 0, rate_rps: float = 0.0, duration_s: float = 0.0,
+             tick_policy: str = "") -> ResolvedMix:
+    """A named mix (`bench/mixes/NAME.toml`) or a .toml path; non-zero npcs, rate_rps, duration_s and a non-empty
+    tick_policy override its shape."""
     path = named_toml(name_or_path, MIXES_DIR, "mix", MixError)
     data = tomllib.loads(path.read_text())
     data.setdefault("name", path.stem)
     try:
         mix = Mix.model_validate(data)
-        if overrides := mix.shape.overrides(npcs, rate_rps, duration_s):
+        if overrides := mix.shape.overrides(npcs, rate_rps, duration_s, tick_policy):
             mix = Mix.model_validate({**data, "shape": {**data["shape"], **overrides}})
     except ValidationError as exc:
         raise MixError(f"invalid mix {path}:\n{_errors(exc)}") from None

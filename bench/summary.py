@@ -9,7 +9,7 @@ from bench.kinds import TOOL_KINDS
 from bench.records import Figures, MemoryTrend, RunSummary
 from bench.scrape import RSS_METRIC
 
-OUTCOMES = ["ok", "error", "timeout", "tool_invalid", "interrupted"]
+OUTCOMES = ["ok", "error", "timeout", "tool_invalid", "interrupted", "cancelled"]
 
 
 def _pct(series: pd.Series, q: float) -> float | None:

@@ -14,7 +14,11 @@ from pydantic import BaseModel, ConfigDict
 from bench.errors import MixError
 
 if TYPE_CHECKING:
+    import gevent
+
+    from bench.decisions import NpcTick, TickLedger
     from bench.npc import NPC
+    from bench.records import RequestRecord
 
 
 class RunContext(Protocol):
@@ -22,11 +26,20 @@ class RunContext(Protocol):
 
     t0: float  # Unix time the test started: the shared game clock's zero
 
-    def fire(self, npc: NPC, tick: int | None = None, deadline_s: float | None = None) -> None:
-        """Send one request for the NPC and wait for its reply (closed loop)."""
+    def fire(self, npc: NPC, tick: int | None = None, deadline_s: float | None = None,
+             stream: bool = False) -> RequestRecord | None:
+        """Send one request for the NPC and wait for its reply (closed loop); `stream`: stream it whatever its
+        class says. None if it was cancelled before it was sent."""
 
-    def spawn(self, npc: NPC, tick: int | None = None, deadline_s: float | None = None) -> None:
-        """Send one request for the NPC without waiting for it (open loop)."""
+    def spawn(self, npc: NPC, tick: int | None = None, deadline_s: float | None = None,
+              stream: bool = False) -> gevent.Greenlet:
+        """Send one request for the NPC without waiting for it (open loop); the greenlet's value is `fire`'s."""
+
+    def track(self, npc: NPC, ledger: TickLedger) -> TickLedger:
+        """Keep the NPC's tick ledger: the run closes its last ticks and sums the ledgers up at its end."""
+
+    def closed(self, ticks: list[NpcTick]) -> None:
+        """NPC-ticks that have just ended (shown live)."""
 
 
 class Pacer:
@@ -58,13 +71,16 @@ class LoadShape(BaseModel):
         """(NPCs, spawn rate) at `t` seconds into the test, or None once the shape is over."""
         raise NotImplementedError
 
-    def overrides(self, npcs: int = 0, rate_rps: float = 0.0, duration_s: float = 0.0) -> dict[str, Any]:
-        """Command-line overrides as fields of this shape (0 keeps the mix's value)."""
+    def overrides(self, npcs: int = 0, rate_rps: float = 0.0, duration_s: float = 0.0,
+                  tick_policy: str = "") -> dict[str, Any]:
+        """Command-line overrides as fields of this shape (0 or "" keeps the mix's value)."""
         fields: dict[str, Any] = {}
         if npcs:
             fields[self.npcs_field] = npcs
         if rate_rps:
             raise MixError(f"--rate-rps applies to a poisson shape; this mix's shape is {self.kind}")
+        if tick_policy:
+            raise MixError(f"--tick-policy applies to a tick shape; this mix's shape is {self.kind}")
         if duration_s:
             fields["duration_s"] = duration_s
         return fields

@@ -40,5 +40,7 @@ class Poisson(LoadShape):
     def users_at(self, t: float) -> tuple[int, float] | None:
         return (self.users, self.users) if t < self.duration_s else None
 
-    def overrides(self, npcs: int = 0, rate_rps: float = 0.0, duration_s: float = 0.0) -> dict[str, Any]:
-        return {**super().overrides(npcs, duration_s=duration_s), **({"rate_rps": rate_rps} if rate_rps else {})}
+    def overrides(self, npcs: int = 0, rate_rps: float = 0.0, duration_s: float = 0.0,
+                  tick_policy: str = "") -> dict[str, Any]:
+        return {**super().overrides(npcs, duration_s=duration_s, tick_policy=tick_policy),
+                **({"rate_rps": rate_rps} if rate_rps else {})}

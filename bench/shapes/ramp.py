@@ -35,7 +35,8 @@ class SteppedRamp(LoadShape):
         users = min(self.start_users + int(t // self.step_s) * self.step_users, self.max_users)
         return users, max(users, 1)
 
-    def overrides(self, npcs: int = 0, rate_rps: float = 0.0, duration_s: float = 0.0) -> dict[str, Any]:
+    def overrides(self, npcs: int = 0, rate_rps: float = 0.0, duration_s: float = 0.0,
+                  tick_policy: str = "") -> dict[str, Any]:
         if duration_s:
             raise MixError("a ramp's duration follows from its steps; change step_s or max_users instead")
-        return super().overrides(npcs, rate_rps)
+        return super().overrides(npcs, rate_rps, tick_policy=tick_policy)

@@ -29,9 +29,11 @@ class FakeWorker:
     fail_with: int | None = None  # answer every chat request with this HTTP status
     count_late_s: float = 0.0  # count a plain reply's tokens this long after the response, as vLLM can
     metrics_delay_s: float = 0.0  # answer /metrics this late, as a worker busy with a prefill does
+    token_gap_s: float = 0.01  # between streamed tokens
     counters: dict[str, float] = field(default_factory=lambda: {
         "vllm:prompt_tokens_total": 0.0, "vllm:generation_tokens_total": 0.0, "vllm:request_success_total": 0.0,
         "vllm:prefix_cache_queries_total": 0.0, "vllm:prefix_cache_hits_total": 0.0})
+    streams: int = 0  # streams begun
     disconnected: int = 0  # streams the client closed before their end
     url: str = ""
 
@@ -86,13 +88,14 @@ def app_for(worker: FakeWorker) -> FastAPI:
                                 headers=headers)
 
         async def events() -> AsyncIterator[str]:
+            worker.streams += 1
             sent = 0
             try:
                 for _ in range(n):
                     delta = {"index": 0, "delta": {"content": " word"}, "finish_reason": None}
                     yield f"data: {json.dumps({**base, 'object': 'chat.completion.chunk', 'choices': [delta]})}\n\n"
                     sent += 1
-                    await asyncio.sleep(0.01)
+                    await asyncio.sleep(worker.token_gap_s)
                 yield f"data: {json.dumps({**base, 'object': 'chat.completion.chunk', 'choices': [], 'usage': usage})}\n\n"
                 yield "data: [DONE]\n\n"
                 worker.count(prompt_tokens, sent, finished=True)

@@ -33,8 +33,9 @@ def test_locusts_form_shows_the_load_fields_only() -> None:
 
     LoadOptions.add_arguments(LocustParser(), locust=True, mix_choices=["npc-cpu", "ambient"])
     shown = {flag for flag, kwargs in added.items() if kwargs["include_in_web_ui"]}
-    assert shown == {"--mix", "--npcs", "--duration-s", "--rate-rps"}
+    assert shown == {"--mix", "--tick-policy", "--npcs", "--duration-s", "--rate-rps"}
     assert added["--mix"]["choices"] == ["npc-cpu", "ambient"] and added["--npcs"]["type"] is int
+    assert added["--tick-policy"]["choices"] == ("", "overlap", "skip", "cancel")
 
 
 def test_a_misspelt_or_negative_option_is_refused() -> None:

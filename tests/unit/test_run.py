@@ -10,7 +10,7 @@ import sys
 
 import pytest
 
-from bench.rundir import read_manifest, read_requests
+from bench.rundir import read_manifest, read_requests, read_ticks
 from serve.spec import load_profile
 from serve.state import ProcessState, StackState, WorkerState, now_iso, write_state
 from tests.unit.fake_server import FakeServer, FakeWorker
@@ -55,3 +55,45 @@ def test_a_run_writes_a_complete_folder_from_what_the_client_saw(fake_stack, tmp
     assert requests.ttft_s.notna().all()  # the dialogue mix streams
     for name in ("requests.jsonl", "server_metrics.csv", "locust_stats.csv"):
         assert (run_dir / name).stat().st_size > 0, name
+
+
+def tick_mix(tmp_path, policy: str) -> str:
+    """Ambient NPCs at 5 Hz whose streamed replies take longer than a tick (fake worker: 0.1 s a token)."""
+    path = tmp_path / f"ticks-{policy}.toml"
+    path.write_text(f'scale = "cpu"\nweights = {{ ambient = 1 }}\n'
+                    f'shape = {{ kind = "tick", npcs = 2, tick_hz = 5, duration_s = 4, policy = "{policy}" }}\n')
+    return str(path)
+
+
+def run_ticks(tmp_path, policy: str):
+    result = subprocess.run([sys.executable, "-m", "bench", "run", "--mix", tick_mix(tmp_path, policy),
+                             "--results-dir", str(tmp_path / "results"), "--run-id", policy, "--no-html-report",
+                             "--scrape-interval-s", "1"], capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr[-3000:]
+    run_dir = tmp_path / "results" / policy
+    return read_manifest(run_dir), read_requests(run_dir), read_ticks(run_dir)
+
+
+@pytest.mark.parametrize("policy", ["skip", "cancel"])
+def test_tick_policies_keep_one_request_per_npc_in_flight(fake_stack, tmp_path, policy: str) -> None:
+    for server in fake_stack.values():
+        server.reply_tokens, server.token_gap_s = 20, 0.1
+    manifest, requests, ticks = run_ticks(tmp_path, policy)
+    decisions = manifest.summary.decisions
+    assert decisions is not None and decisions.npc_ticks == len(ticks) > 0
+    assert set(ticks.decision) <= {"fresh", "late", "fallback"} and (ticks.decision == "fallback").any()
+    for _, npc in requests.sort_values("t_start").groupby("npc_id"):  # never two of one NPC's requests at once
+        ends = (npc.t_start + npc.e2e_s).to_numpy()
+        assert (npc.t_start.to_numpy()[1:] >= ends[:-1] - 0.05).all()
+    if policy == "skip":
+        assert decisions.skipped > 0 and decisions.cancelled == 0 and "cancelled" not in set(requests.outcome)
+    else:
+        cancelled = int((requests.outcome == "cancelled").sum())
+        assert cancelled == decisions.cancelled == manifest.summary.all.n_cancelled > 0
+        # Every stream the server began either ran to its end for a reply the client took, or was closed by a
+        # cancel: a cancelled stream left open would have run on to its end on the server. (A request cancelled
+        # while still connecting never reached the server, so closed streams can be fewer than cancels.)
+        proxy = fake_stack["proxy"]
+        assert proxy.streams == int((requests.outcome == "ok").sum()) + proxy.disconnected
+        assert proxy.disconnected <= cancelled
+        assert requests.ttft_s.notna().any()  # cancel streams the (plain) ambient class

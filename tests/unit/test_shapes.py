@@ -53,7 +53,7 @@ def test_poisson_npcs_start_with_a_gap_not_a_burst() -> None:
 
 def test_tick_npcs_wait_for_the_next_tick_of_the_shared_clock() -> None:
     shape = TickBurst(npcs=4, tick_hz=2)
-    run = SimpleNamespace(t0=time.time() - 10.2)  # 10.2 s into the run: tick 21 is due at 10.5 s
+    run = SimpleNamespace(t0=time.time() - 10.2, track=lambda npc, ledger: ledger)  # 10.2 s in: tick 21 is due at 10.5 s
     pacer = shape.pacer(shape, run, NPC("npc-0", random.Random(0)))
     assert pacer.next_tick == 21
     assert 0.0 < pacer.wait_s() <= 0.5
