@@ -81,20 +81,31 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 
 def run_until_done(command: list[str]) -> int:
-    """Run Locust in its own session; Ctrl-C here is passed on once, so it stops the load, writes what was
-    measured and marks the run interrupted (a second SIGINT could cut that short)."""
+    """Run Locust in its own session and wait for it. Ctrl-C here is passed on once, so it stops the load, writes
+    what was measured and marks the run interrupted (a second SIGINT could cut that short); SIGTERM is passed on
+    as SIGTERM, which Locust handles the same way. Either way Locust is not left running without us."""
     process = subprocess.Popen(command, start_new_session=True)
+
+    def terminate(signum, frame) -> None:
+        print("\nterminated: stopping the load and writing what was measured ...", file=sys.stderr, flush=True)
+        process.send_signal(signal.SIGTERM)
+
+    previous = signal.signal(signal.SIGTERM, terminate)
     interrupted = False
-    while True:
-        try:
-            return process.wait()
-        except KeyboardInterrupt:
-            if interrupted:
-                print("still writing the results; wait a moment", file=sys.stderr, flush=True)
-            else:
-                print("\ninterrupted: stopping the load and writing what was measured ...", file=sys.stderr, flush=True)
-                process.send_signal(signal.SIGINT)
-                interrupted = True
+    try:
+        while True:
+            try:
+                return process.wait()
+            except KeyboardInterrupt:
+                if interrupted:
+                    print("still writing the results; wait a moment", file=sys.stderr, flush=True)
+                else:
+                    print("\ninterrupted: stopping the load and writing what was measured ...", file=sys.stderr,
+                          flush=True)
+                    process.send_signal(signal.SIGINT)
+                    interrupted = True
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 
 def cmd_ui(args: argparse.Namespace) -> int:
@@ -102,7 +113,7 @@ def cmd_ui(args: argparse.Namespace) -> int:
     print(f"Locust web UI: http://{args.web_host}:{args.web_port}  (stack: {state.base_url}); Ctrl-C stops it", flush=True)
     command = [*locust_args(args, state.spec.proxy.timeout_s), "--web-host", args.web_host, "--web-port", str(args.web_port),
                "--host", state.base_url]
-    return subprocess.run(command).returncode
+    return run_until_done(command)
 
 
 def print_summary(run_dir: Path) -> None:

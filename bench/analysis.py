@@ -54,7 +54,9 @@ def sweep_points(sweep_dir: str | Path, by: str = "classes") -> pd.DataFrame:
         for name, figures in (summary.classes if by == "classes" else summary.groups).items():
             row = {**point, {"classes": "cls", "groups": "group"}[by]: name, "shape": shape.kind,
                    "offered_npcs": getattr(shape, "users", None) or getattr(shape, "npcs", None),
-                   "tick_hz": getattr(shape, "tick_hz", None), "duration_s": summary.duration_s, **figures.model_dump()}
+                   "tick_hz": getattr(shape, "tick_hz", None), "tick_policy": getattr(shape, "policy", None),
+                   "duration_s": summary.duration_s, **figures.model_dump(),
+                   **(summary.decisions.model_dump() if summary.decisions else {})}
             if by == "groups":
                 row["workers"] = sum(w.group == name for w in manifest.stack.workers)
                 row["classes"] = [c for c, cls in manifest.mix.classes.items() if cls.group == name]

@@ -36,6 +36,29 @@ def max_concurrency(tokens: int, context_tokens: int) -> float:
 # -- capacity plans --------------------------------------------------------------------------------
 
 
+def npcs_within_staleness(points: pd.DataFrame, max_staleness_ticks: float = 0, min_fresh_share: float = 0.0
+                          ) -> pd.DataFrame:
+    """Per tick rate and policy: the most NPCs measured whose decisions were at most `max_staleness_ticks` old at
+    p95 (0: fresh at 95 % of NPC-ticks) and fresh at `min_fresh_share` of them at least, with every smaller NPC
+    count measured meeting it too (a capacity is not claimed past a count that failed). `points` has one row per
+    tick run: tick_hz, tick_policy, offered_npcs, staleness_p95, fresh_share, run_id."""
+    rows = []
+    for (hz, policy), runs in points.groupby(["tick_hz", "tick_policy"]):
+        runs = runs.sort_values("offered_npcs")
+        ok = (runs.staleness_p95 <= max_staleness_ticks) & (runs.fresh_share >= min_fresh_share)
+        held = runs[ok.cumprod().astype(bool)]
+        best = held.iloc[-1] if len(held) else None
+        rows.append({"tick_hz": hz, "tick_policy": policy, "max_staleness_ticks_p95": max_staleness_ticks,
+                     "npcs": int(best.offered_npcs) if best is not None else 0,
+                     "fresh_share": best.fresh_share if best is not None else None,
+                     "staleness_p95": best.staleness_p95 if best is not None else None,
+                     "source_run": best.run_id if best is not None else None,
+                     "measured_npcs": sorted(int(n) for n in runs.offered_npcs)})
+    return pd.DataFrame(rows)
+
+
+
+
 class ExtrapolationError(ValueError):
     """The plan would need numbers that were not measured; the message says which."""
 

@@ -32,6 +32,7 @@ from serve.state import running_state
 # What the index lists of each point, from its manifest's summary, so a sweep reads as one table.
 INDEX_FIGURES = ["requests", "n_error", "goodput_rps", "slo_attainment", "ttft_p95_s", "e2e_p50_s", "e2e_p95_s",
                  "output_tps", "deadline_miss_rate"]
+DECISION_FIGURES = ["fresh_share", "fallback_share", "staleness_p95", "thinking_share"]  # tick runs
 
 
 class SweepSpec(BaseModel):
@@ -153,7 +154,8 @@ def _index_row(run_dir: Path, run_id: str, serve_point: dict, load_point: dict,
     return {"run_id": run_id, "path": run_dir.name, "status": manifest.status if manifest else "failed",
             **{f"serve.{k}": v for k, v in serve_point.items()}, **{f"load.{k}": v for k, v in load_point.items()},
             "startup_s": startup_s, **{key: figures.get(key) for key in INDEX_FIGURES},
-            "prefix_cache_hit_rate": server.prefix_cache_hit_rate.get("all") if server else None}
+            "prefix_cache_hit_rate": server.prefix_cache_hit_rate.get("all") if server else None,
+            **({key: getattr(summary.decisions, key) for key in DECISION_FIGURES} if summary and summary.decisions else {})}
 
 
 def _previous_startup(sweep_dir: Path) -> dict[int, float]:

@@ -9,9 +9,10 @@ import sys
 import time
 from pathlib import Path
 
+import psutil
 import pytest
 
-from bench.rundir import env_lock, read_manifest, read_requests, read_server_metrics
+from bench.rundir import env_lock, read_manifest, read_requests, read_server_metrics, read_ticks
 from bench.spec import load_mix
 
 pytestmark = pytest.mark.e2e
@@ -106,9 +107,38 @@ def test_interrupted_streams_stop_generating_on_the_server(stack: dict, results:
     assert server.generation_tokens_total < interrupted.max_tokens.sum() / 2, server
 
 
-def test_interrupted_run_still_leaves_a_readable_folder(stack: dict, results: Path) -> None:
-    run_dir = results / "stopped"
-    command = [sys.executable, "-m", "bench", "run", "--results-dir", str(results), "--run-id", "stopped",
+def test_cancel_policy_stops_generating_what_a_newer_tick_cancelled(stack: dict, results: Path) -> None:
+    # Six ambient NPCs at 1 Hz are more than the CPU stack answers within a tick, so newer ticks cancel.
+    assert bench_run(results, "cancel", "--mix", "ambient", "--tick-policy", "cancel", "--npcs", "6",
+                     "--duration-s", "20").returncode == 0
+    df, manifest = read_requests(results / "cancel"), read_manifest(results / "cancel")
+    server, decisions = manifest.summary.server, manifest.summary.decisions
+    ok, cancelled = df[df.outcome == "ok"], df[df.outcome == "cancelled"]
+    assert manifest.mix.shape.policy == "cancel" and decisions.cancelled == len(cancelled) > 0
+    assert decisions.npc_ticks == len(read_ticks(results / "cancel")) > 0
+    # The workers finished the requests the client took, not the ones it cancelled (a straggler may finish
+    # before the cancel reaches it through the proxy), and did not generate a cancelled request's tokens.
+    assert server.finished_requests <= len(ok) + len(cancelled) / 4, server
+    assert server.generation_tokens_total < ok.output_tokens.sum() + cancelled.max_tokens.sum() / 2, server
+
+
+def test_skip_policy_never_asks_while_an_npc_is_thinking(stack: dict, results: Path) -> None:
+    assert bench_run(results, "skip", "--mix", "ambient", "--tick-policy", "skip", "--npcs", "6",
+                     "--duration-s", "20").returncode == 0
+    df, decisions = read_requests(results / "skip"), read_manifest(results / "skip").summary.decisions
+    assert set(df.outcome) == {"ok"} and decisions.skipped > 0 and decisions.cancelled == 0
+    for _, npc in df.sort_values("t_start").groupby("npc_id"):
+        ends = (npc.t_start + npc.e2e_s).to_numpy()
+        assert (npc.t_start.to_numpy()[1:] >= ends[:-1]).all()
+    assert 0 < decisions.thinking_share <= 1 and decisions.fresh_share + decisions.late_share + \
+        decisions.fallback_share == pytest.approx(1, abs=1e-3)
+
+
+@pytest.mark.parametrize("stop", [signal.SIGINT, signal.SIGTERM], ids=["ctrl-c", "sigterm"])
+def test_interrupted_run_still_leaves_a_readable_folder(stack: dict, results: Path, stop: signal.Signals) -> None:
+    run_id = f"stopped-{stop.name}"
+    run_dir = results / run_id
+    command = [sys.executable, "-m", "bench", "run", "--results-dir", str(results), "--run-id", run_id,
                "--mix", "npc-cpu", "--duration-s", "600"]
     process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     try:
@@ -116,11 +146,13 @@ def test_interrupted_run_still_leaves_a_readable_folder(stack: dict, results: Pa
         while time.monotonic() < deadline and len(read_requests(run_dir)) < 3:
             time.sleep(1)
         assert len(read_requests(run_dir)) >= 3, "the run recorded nothing to interrupt"
+        locust = psutil.Process(process.pid).children(recursive=True)
     finally:
-        process.send_signal(signal.SIGINT)  # Ctrl-C
+        process.send_signal(stop)  # Ctrl-C, or a service manager stopping it
         output = process.communicate(timeout=300)[0]
     print(output[-3000:])
     assert process.returncode == 130
+    assert locust and not [p for p in locust if p.is_running() and p.status() != psutil.STATUS_ZOMBIE], locust
     manifest = read_manifest(run_dir)
     assert manifest.status == "interrupted" and manifest.ended_at
     assert manifest.summary.all.requests == len(read_requests(run_dir)) >= 3
@@ -153,7 +185,8 @@ def test_web_ui_runs_a_selected_mix(stack: dict, tmp_path: Path) -> None:
                     break
             except httpx.HTTPError:
                 time.sleep(1)
-        form = {"mix": "ambient", "npcs": "2", "duration_s": "10", "user_count": "1", "spawn_rate": "1"}
+        form = {"mix": "ambient", "tick_policy": "skip", "npcs": "2", "duration_s": "10", "user_count": "1",
+                "spawn_rate": "1"}
         assert httpx.post(base + "/swarm", data=form, timeout=10).json()["success"]
         manifests = []
         while time.monotonic() < deadline + 120 and not manifests:
@@ -161,12 +194,15 @@ def test_web_ui_runs_a_selected_mix(stack: dict, tmp_path: Path) -> None:
             time.sleep(1)
         assert manifests, "the web UI run wrote no complete results folder"
         run = read_manifest(manifests[0].parent)
-        assert run.mix.name == "ambient" and run.mix.mix.shape.npcs == 2
+        assert run.mix.name == "ambient" and run.mix.mix.shape.npcs == 2 and run.mix.mix.shape.policy == "skip"
         assert run.summary.all.requests > 0
         assert (manifests[0].parent / "locust_report.html").exists()
     finally:
-        ui.send_signal(signal.SIGINT)
+        # Stopped as a service manager stops it: SIGTERM to `bench ui` takes its Locust child down too.
+        locust = psutil.Process(ui.pid).children(recursive=True)
+        ui.send_signal(signal.SIGTERM)
         print(ui.communicate(timeout=60)[0][-3000:])
+        assert locust and not [p for p in locust if p.is_running() and p.status() != psutil.STATUS_ZOMBIE], locust
 
 
 def test_soak_holds_a_steady_rate_with_no_errors_and_records_memory(stack: dict, results: Path,

@@ -80,3 +80,18 @@ def test_knee_is_where_more_load_stops_paying() -> None:
     curve = pd.DataFrame({"npcs": [1, 2, 4, 8, 16], "tps": [10, 19, 35, 37, 36]})
     assert knee(curve, "npcs", "tps") == 4
     assert knee(curve.head(3), "npcs", "tps") is None
+
+
+def test_npcs_within_staleness_stops_at_the_first_count_that_failed() -> None:
+    from bench.capacity import npcs_within_staleness
+
+    points = pd.DataFrame([
+        {"run_id": f"s0-l{i}", "tick_hz": 1.0, "tick_policy": "skip", "offered_npcs": n, "staleness_p95": p95,
+         "fresh_share": fresh} for i, (n, p95, fresh) in enumerate([(1, 0, 0.99), (2, 0, 0.96), (3, 2, 0.7),
+                                                                     (4, 0, 0.95)])])  # 4 passing is noise past 3
+    within = npcs_within_staleness(points, max_staleness_ticks=0).iloc[0]
+    assert (within.npcs, within.source_run, within.measured_npcs) == (2, "s0-l1", [1, 2, 3, 4])
+    assert npcs_within_staleness(points, max_staleness_ticks=2).iloc[0].npcs == 4
+    assert npcs_within_staleness(points, max_staleness_ticks=0, min_fresh_share=0.97).iloc[0].npcs == 1
+    none = npcs_within_staleness(points.assign(staleness_p95=5)).iloc[0]
+    assert none.npcs == 0 and none.source_run is None
