@@ -82,13 +82,15 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 def run_until_done(command: list[str]) -> int:
     """Run Locust in its own session and wait for it. Ctrl-C here is passed on once, so it stops the load, writes
-    what was measured and marks the run interrupted (a second SIGINT could cut that short); SIGTERM is passed on
-    as SIGTERM, which Locust handles the same way. Either way Locust is not left running without us."""
+    what was measured and marks the run interrupted (a second SIGINT could cut that short). SIGTERM (a service
+    manager, `kill`) is passed on as SIGINT too: Locust's own SIGTERM handler shuts down twice, once in the
+    handler and once when its runner ends, and exits before the run's folder is written. Either way Locust is
+    not left running without us."""
     process = subprocess.Popen(command, start_new_session=True)
 
     def terminate(signum, frame) -> None:
         print("\nterminated: stopping the load and writing what was measured ...", file=sys.stderr, flush=True)
-        process.send_signal(signal.SIGTERM)
+        process.send_signal(signal.SIGINT)
 
     previous = signal.signal(signal.SIGTERM, terminate)
     interrupted = False

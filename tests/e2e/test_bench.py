@@ -114,7 +114,7 @@ def test_cancel_policy_stops_generating_what_a_newer_tick_cancelled(stack: dict,
     df, manifest = read_requests(results / "cancel"), read_manifest(results / "cancel")
     server, decisions = manifest.summary.server, manifest.summary.decisions
     ok, cancelled = df[df.outcome == "ok"], df[df.outcome == "cancelled"]
-    assert manifest.mix.shape.policy == "cancel" and decisions.cancelled == len(cancelled) > 0
+    assert manifest.mix.mix.shape.policy == "cancel" and decisions.cancelled == len(cancelled) > 0
     assert decisions.npc_ticks == len(read_ticks(results / "cancel")) > 0
     # The workers finished the requests the client took, not the ones it cancelled (a straggler may finish
     # before the cancel reaches it through the proxy), and did not generate a cancelled request's tokens.
