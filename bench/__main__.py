@@ -24,7 +24,7 @@ from pydantic import ValidationError
 from bench.analysis import sweep_index
 from bench.options import LoadOptions
 from bench.records import lock_mismatch
-from bench.rundir import new_run_id, read_manifest
+from bench.rundir import new_run_id, read_manifest, read_requests
 from bench.spec import MixError, check_fits, direct_worker, load_mix, mix_names
 from serve.settings import settings
 from serve.spec import error_lines
@@ -161,6 +161,26 @@ def cmd_show(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_trace(args: argparse.Namespace) -> int:
+    """Write a run's requests as a trace (bench/shapes/trace.py), to replay the session against other settings."""
+    from bench.shapes.trace import TraceEvent
+
+    requests = read_requests(Path(args.run_dir)).sort_values("t_start")
+    if requests.empty:
+        return fail(f"{args.run_dir} holds no requests to make a trace of")
+    start = requests.t_start.iloc[0]
+    drawn = requests.prompt_tokens_drawn.fillna(requests.prompt_tokens)  # folders from before drawn lengths were kept
+    lines = [TraceEvent(t_s=round(row.t_start - start, 3), npc_id=row.npc_id, cls=row.cls,
+                        prompt_tokens=int(prompt), output_tokens=int(row.max_tokens)).model_dump_json()
+             for row, prompt in zip(requests.itertuples(), drawn, strict=True)]
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text("\n".join(lines) + "\n")
+    print(f"{len(lines)} requests of {requests.npc_id.nunique()} NPCs over {requests.t_start.iloc[-1] - start:.1f} s "
+          f"-> {out}")
+    return 0
+
+
 def cmd_mixes(args: argparse.Namespace) -> int:
     for name in mix_names():
         mix = load_mix(name)
@@ -234,6 +254,10 @@ def main(argv: list[str] | None = None) -> int:
     show.add_argument("run_dirs", nargs="+", metavar="RUN_DIR", help="a run folder, or a sweep folder for all its runs")
     show.set_defaults(func=cmd_show)
     sub.add_parser("mixes", help="list the mixes").set_defaults(func=cmd_mixes)
+    trace = sub.add_parser("trace", help="write a run's requests as a trace file, to replay with a `trace` shape")
+    trace.add_argument("run_dir", metavar="RUN_DIR")
+    trace.add_argument("--out", required=True, help="the trace file to write (JSON Lines)")
+    trace.set_defaults(func=cmd_trace)
     fidelity = sub.add_parser("fidelity", help="this bench and `vllm bench serve` on one worker, one fixed workload")
     fidelity.add_argument("--direct", metavar="WORKER", default="light-0", help="the worker both tools send to")
     fidelity.add_argument("--input-len", type=int, default=256, help="prompt tokens (random)")

@@ -40,12 +40,13 @@ class Direct(NamedTuple):
 
 
 def send(client: openai.OpenAI, cls: TrafficClass, npc: NPC, *, direct: Direct | None = None,
-         use_priority: bool = False, tick: int | None = None, deadline_s: float | None = None) -> tuple[RequestRecord, str]:
+         use_priority: bool = False, tick: int | None = None, deadline_s: float | None = None,
+         lengths: tuple[int, int] | None = None) -> tuple[RequestRecord, str]:
     """Send one request of `cls` for `npc`; returns its record and the reply text (multi-turn memory).
     Through the proxy the model is the class's group; `direct` when `client` talks to one worker. Cancelled
-    (a newer tick of its NPC) while in flight, it closes its connection and is recorded `cancelled`."""
-    prompt_tokens = cls.prompt_tokens.sample(npc.rng)
-    max_tokens = cls.output_tokens.sample(npc.rng)
+    (a newer tick of its NPC) while in flight, it closes its connection and is recorded `cancelled`. `lengths`:
+    (prompt, output) tokens to send instead of drawing them from the class (a trace's)."""
+    prompt_tokens, max_tokens = lengths or (cls.prompt_tokens.sample(npc.rng), cls.output_tokens.sample(npc.rng))
     messages = npc.messages(cls, prompt_tokens)
     extra_body: dict = {}
     if KINDS[cls.kind].ignore_eos:
@@ -59,7 +60,8 @@ def send(client: openai.OpenAI, cls: TrafficClass, npc: NPC, *, direct: Direct |
     if cls.tools:
         request.update(tools=NPC_TOOLS, tool_choice="required")
     base = dict(cls=cls.name, kind=cls.kind, group=cls.group, npc_id=npc.npc_id, turn=npc.turn,
-                max_tokens=max_tokens, tick=tick, deadline_s=deadline_s, worker=direct.worker if direct else None)
+                max_tokens=max_tokens, prompt_tokens_drawn=prompt_tokens, tick=tick, deadline_s=deadline_s,
+                worker=direct.worker if direct else None)
     t_start, t0 = time.time(), time.perf_counter()
     reply = ""
     try:

@@ -196,9 +196,9 @@ class LocustRun:
         self.credit[name] -= self.weight_sum
         return self.mix.classes[name]
 
-    def fire(self, npc: NPC, tick: int | None = None, deadline_s: float | None = None,
-             stream: bool = False) -> RequestRecord | None:
-        cls = self.pick_class()
+    def fire(self, npc: NPC, tick: int | None = None, deadline_s: float | None = None, stream: bool = False,
+             planned: tuple[str, int, int] | None = None) -> RequestRecord | None:
+        cls = self.mix.classes[planned[0]] if planned else self.pick_class()
         if stream and not cls.stream:
             cls = cls.model_copy(update={"stream": True})
         try:
@@ -208,7 +208,7 @@ class LocustRun:
             return None  # cancelled by a newer tick before a thread was free: nothing was sent
         try:
             record, _ = send(self.client, cls, npc, direct=self.direct, use_priority=cls.group in self.priority_groups,
-                             tick=tick, deadline_s=deadline_s)
+                             tick=tick, deadline_s=deadline_s, lengths=planned[1:] if planned else None)
         finally:
             if self.slots is not None:
                 self.slots.release()
@@ -216,10 +216,10 @@ class LocustRun:
         self.record(record)
         return record
 
-    def spawn(self, npc: NPC, tick: int | None = None, deadline_s: float | None = None,
-              stream: bool = False) -> gevent.Greenlet:
+    def spawn(self, npc: NPC, tick: int | None = None, deadline_s: float | None = None, stream: bool = False,
+              planned: tuple[str, int, int] | None = None) -> gevent.Greenlet:
         """Open loop: send without waiting for the reply; the run waits for these at its end."""
-        return self.inflight.spawn(self.fire, npc, tick=tick, deadline_s=deadline_s, stream=stream)
+        return self.inflight.spawn(self.fire, npc, tick=tick, deadline_s=deadline_s, stream=stream, planned=planned)
 
     def track(self, npc: NPC, ledger: TickLedger) -> TickLedger:
         self.ledgers[npc.npc_id] = ledger

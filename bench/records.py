@@ -32,7 +32,9 @@ class RequestRecord(BaseModel):
     itl_s: float | None = Field(None, description="mean inter-token latency over the reply")
     token_gaps_s: list[float] | None = Field(None, description="streamed: the gap before each content chunk after "
                                              "the first, as vLLM's benchmark pools them for its ITL")
-    prompt_tokens: int | None = None
+    prompt_tokens: int | None = Field(None, description="as the worker counted it (usage), chat template included")
+    prompt_tokens_drawn: int | None = Field(None, description="the length the bench drew (or a trace gave) for the "
+                                            "prompt; a multi-turn class's later turns add the history to it")
     output_tokens: int = 0
     max_tokens: int
     outcome: Outcome

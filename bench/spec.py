@@ -176,6 +176,7 @@ def load_mix(name_or_path: str, npcs: int = 0, rate_rps: float = 0.0, duration_s
     if unknown := sorted(set(mix.lengths) - set(mix.weights)):
         raise MixError(f"mix {mix.name}: [lengths] names {', '.join(unknown)}, which the mix does not weigh")
     used = {name: replace_lengths(classes[name], mix.lengths.get(name)) for name, weight in mix.weights.items() if weight > 0}
+    mix.shape.check(used)
     return ResolvedMix(mix=mix, classes=used)
 
 

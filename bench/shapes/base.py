@@ -19,6 +19,7 @@ if TYPE_CHECKING:
     from bench.decisions import NpcTick, TickLedger
     from bench.npc import NPC
     from bench.records import RequestRecord
+    from bench.spec import TrafficClass
 
 
 class RunContext(Protocol):
@@ -31,9 +32,10 @@ class RunContext(Protocol):
         """Send one request for the NPC and wait for its reply (closed loop); `stream`: stream it whatever its
         class says. None if it was cancelled before it was sent."""
 
-    def spawn(self, npc: NPC, tick: int | None = None, deadline_s: float | None = None,
-              stream: bool = False) -> gevent.Greenlet:
-        """Send one request for the NPC without waiting for it (open loop); the greenlet's value is `fire`'s."""
+    def spawn(self, npc: NPC, tick: int | None = None, deadline_s: float | None = None, stream: bool = False,
+              planned: tuple[str, int, int] | None = None) -> gevent.Greenlet:
+        """Send one request for the NPC without waiting for it (open loop); the greenlet's value is `fire`'s.
+        `planned`: (class, prompt tokens, output tokens) instead of the mix's next class and drawn lengths."""
 
     def track(self, npc: NPC, ledger: TickLedger) -> TickLedger:
         """Keep the NPC's tick ledger: the run closes its last ticks and sums the ledgers up at its end."""
@@ -70,6 +72,9 @@ class LoadShape(BaseModel):
     def users_at(self, t: float) -> tuple[int, float] | None:
         """(NPCs, spawn rate) at `t` seconds into the test, or None once the shape is over."""
         raise NotImplementedError
+
+    def check(self, classes: dict[str, TrafficClass]) -> None:
+        """Fail with a MixError if the shape cannot run with the mix's classes (a trace naming another class)."""
 
     def overrides(self, npcs: int = 0, rate_rps: float = 0.0, duration_s: float = 0.0,
                   tick_policy: str = "") -> dict[str, Any]:
