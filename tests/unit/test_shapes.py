@@ -62,7 +62,7 @@ def test_tick_npcs_wait_for_the_next_tick_of_the_shared_clock() -> None:
 
 
 def test_every_shape_module_registers_its_kind() -> None:
-    assert set(LoadShape.REGISTRY) == {"closed", "poisson", "tick", "ramp"}
+    assert set(LoadShape.REGISTRY) == {"closed", "poisson", "tick", "ramp", "trace"}
     for kind, shape in LoadShape.REGISTRY.items():
         assert shape.model_fields["kind"].default == kind
         assert issubclass(shape.pacer, object) and shape.npcs_field in shape.model_fields
