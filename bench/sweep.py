@@ -47,6 +47,8 @@ class SweepSpec(BaseModel):
     points: list[dict[str, Any]] = Field(default_factory=list, description="serve settings named one by one "
                                          "(dotted path -> value; {} is the profile as is), instead of a grid")
     load: dict[str, list[Any]] = Field(default_factory=dict, description="mix / npcs / rate_rps / duration_s -> values")
+    repeats: int = Field(1, ge=1, description="runs of every load point, one after the other on the same stack; "
+                         "the index has a row for each (`repeat` 0, 1, ...)")
 
 
 def grid(axes: dict[str, list[Any]]) -> list[dict[str, Any]]:
@@ -97,15 +99,18 @@ def run_sweep(path: Path, results_dir: Path, resume: bool = True) -> int:
     index: list[dict[str, Any]] = []
     startup: dict[int, float | None] = {**_previous_startup(sweep_dir)}
     settings, load_points = serve_points(sweep), grid(sweep.load)
-    print(f"sweep {path.stem}: {len(settings)} serve settings x {len(load_points)} load levels -> {sweep_dir}")
+    repeats = f" x {sweep.repeats} runs each" if sweep.repeats > 1 else ""
+    print(f"sweep {path.stem}: {len(settings)} serve settings x {len(load_points)} load levels{repeats} -> {sweep_dir}")
     try:
         for i, serve_point in enumerate(settings):
-            runs = [(f"s{i}-l{j}", load_point) for j, load_point in enumerate(load_points)]
+            runs = [(run_name(i, j, r, sweep.repeats), load_point) for j, load_point in enumerate(load_points)
+                    for r in range(sweep.repeats)]
             todo = [(run_id, lp) for run_id, lp in runs if not (resume and is_complete(sweep_dir / run_id))]
             if todo:
                 startup[i] = _run_serve_point(sweep, serve_point, todo, sweep_dir)
-            for run_id, load_point in runs:
-                index.append(_index_row(sweep_dir / run_id, run_id, serve_point, load_point, startup.get(i)))
+            for k, (run_id, load_point) in enumerate(runs):
+                index.append(_index_row(sweep_dir / run_id, run_id, serve_point, load_point, startup.get(i),
+                                        repeat=k % sweep.repeats))
             _write_index(sweep_dir, index)
     except KeyboardInterrupt:
         subprocess.run([sys.executable, "-m", "serve", "down"])
@@ -145,13 +150,18 @@ def _run_serve_point(sweep: SweepSpec, serve_point: dict[str, Any], todo, sweep_
     return startup_s
 
 
+def run_name(serve_index: int, load_index: int, repeat: int, repeats: int) -> str:
+    """`s0-l1`, or with repeats `s0-l1-r0`, `s0-l1-r1`, ..."""
+    return f"s{serve_index}-l{load_index}" + (f"-r{repeat}" if repeats > 1 else "")
+
+
 def _index_row(run_dir: Path, run_id: str, serve_point: dict, load_point: dict,
-               startup_s: float | None) -> dict[str, Any]:
+               startup_s: float | None, repeat: int = 0) -> dict[str, Any]:
     manifest = read_manifest(run_dir) if (run_dir / MANIFEST).exists() else None
     summary = manifest.summary if manifest else None
     figures = summary.all.model_dump() if summary else {}
     server = summary.server if summary else None
-    return {"run_id": run_id, "path": run_dir.name, "status": manifest.status if manifest else "failed",
+    return {"run_id": run_id, "path": run_dir.name, "status": manifest.status if manifest else "failed", "repeat": repeat,
             **{f"serve.{k}": v for k, v in serve_point.items()}, **{f"load.{k}": v for k, v in load_point.items()},
             "startup_s": startup_s, **{key: figures.get(key) for key in INDEX_FIGURES},
             "prefix_cache_hit_rate": server.prefix_cache_hit_rate.get("all") if server else None,

@@ -58,3 +58,13 @@ def test_an_unknown_mix_in_the_load_grid_fails_before_anything_starts(tmp_path) 
     path.write_text('[load]\nmix = ["npc-cpu", "no-such-mix"]\n')
     with pytest.raises(MixError, match="unknown mix 'no-such-mix'"):
         load_sweep(path)
+
+
+def test_repeats_name_each_run_of_a_load_point(tmp_path) -> None:
+    from bench.sweep import run_name
+
+    path = tmp_path / "twice.toml"
+    path.write_text('mix = "ambient"\nrepeats = 2\n[load]\nnpcs = [1, 2]\n')
+    assert load_sweep(path).repeats == 2
+    assert [run_name(0, j, r, 2) for j in range(2) for r in range(2)] == ["s0-l0-r0", "s0-l0-r1", "s0-l1-r0", "s0-l1-r1"]
+    assert run_name(1, 3, 0, 1) == "s1-l3"  # without repeats, the names sweeps always had
