@@ -134,6 +134,23 @@ def test_skip_policy_never_asks_while_an_npc_is_thinking(stack: dict, results: P
         decisions.fallback_share == pytest.approx(1, abs=1e-3)
 
 
+def test_a_trace_replay_sends_what_the_trace_says(stack: dict, results: Path, tmp_path: Path) -> None:
+    # The first seconds of the shipped sample trace (three NPCs of the game-loop model at 1 Hz).
+    lines = (Path(__file__).parents[2] / "bench" / "traces" / "sample.jsonl").read_text().splitlines()
+    events = [json.loads(line) for line in lines if json.loads(line)["t_s"] < 4]
+    trace = tmp_path / "start.jsonl"
+    trace.write_text("\n".join(json.dumps(e) for e in events) + "\n")
+    mix = tmp_path / "replay.toml"
+    mix.write_text(f'scale = "cpu"\nweights = {{ ambient = 1 }}\nshape = {{ kind = "trace", file = "{trace}" }}\n')
+    assert bench_run(results, "replay", "--mix", str(mix)).returncode == 0
+    sent = read_requests(results / "replay").sort_values("t_start")
+    assert set(sent.outcome) == {"ok"} and len(sent) == len(events) > 3
+    for npc in {e["npc_id"] for e in events}:  # each NPC sent its own requests, in the trace's order and lengths
+        assert [(r.prompt_tokens_drawn, r.max_tokens, r.output_tokens) for r in sent[sent.npc_id == npc].itertuples()] \
+            == [(e["prompt_tokens"], e["output_tokens"], e["output_tokens"]) for e in events if e["npc_id"] == npc]
+    assert (sent.prompt_tokens >= sent.prompt_tokens_drawn).all()  # the worker counts the chat template too
+
+
 @pytest.mark.parametrize("stop", [signal.SIGINT, signal.SIGTERM], ids=["ctrl-c", "sigterm"])
 def test_interrupted_run_still_leaves_a_readable_folder(stack: dict, results: Path, stop: signal.Signals) -> None:
     run_id = f"stopped-{stop.name}"

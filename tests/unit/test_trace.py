@@ -79,3 +79,8 @@ def test_each_npc_sends_its_own_requests_when_they_are_due(tmp_path, monkeypatch
     other.step()
     assert other.npc.npc_id == "smith-2" and sent[-1] == ("smith-2", ("dialogue", 300, 40))
 
+
+
+def test_the_shipped_sample_trace_replays_with_its_mix() -> None:
+    mix = load_mix("trace-sample")
+    assert mix.mix.shape.kind == "trace" and len(mix.mix.shape.events()) > 0
