@@ -130,11 +130,15 @@ def print_summary(run_dir: Path) -> None:
     if summary is None:
         print("  (no summary: the run did not finish; requests.jsonl holds what was measured)")
         return
-    columns = ["requests", "n_ok", "n_error", "n_timeout", "n_tool_invalid", "n_interrupted", "ttft_p95_s",
+    columns = ["requests", "n_ok", "n_error", "n_timeout", "n_tool_invalid", "n_interrupted", "n_cancelled", "ttft_p95_s",
                "e2e_p50_s", "e2e_p95_s", "output_tps", "goodput_rps", "slo_attainment", "deadline_miss_rate"]
     rows = {**summary.classes, "ALL": summary.all}
     table = pd.DataFrame({name: figures.model_dump() for name, figures in rows.items()}).T[columns].astype(object)
     print(table.to_string(na_rep="-"))
+    if d := summary.decisions:
+        print(f"  NPC-ticks: {d.npc_ticks}: fresh {d.fresh_share:.0%}, late {d.late_share:.0%}, fallback "
+              f"{d.fallback_share:.0%}; staleness p50 {d.staleness_p50:g} / p95 {d.staleness_p95:g} / max "
+              f"{d.staleness_max} ticks; thinking {d.thinking_share:.0%}; skipped {d.skipped}, cancelled {d.cancelled}")
     if summary.server is None:
         return
     print(f"  output tokens: client {summary.all.output_tokens_total}, "
