@@ -336,7 +336,9 @@ class MixShape(LoadTestShape):
         RUN.prepare(self.runner.environment)
         if RUN.stack_lost:
             return None
-        users_and_rate = RUN.mix.mix.shape.users_at(self.get_run_time())
+        # The run's own clock, which the pacers share: Locust's starts before prepare() has loaded the mix and
+        # counted its prompts (seconds, with a tokenizer), and would end a short run before its NPCs had started.
+        users_and_rate = RUN.mix.mix.shape.users_at(time.time() - RUN.t0)
         if users_and_rate is None:
             RUN.shape_finished = True
         return users_and_rate
