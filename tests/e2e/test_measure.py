@@ -14,7 +14,10 @@ import pytest
 from openai import OpenAI
 
 pytestmark = pytest.mark.e2e
-# Looser than the documented 5 %: this short run has few requests, so its medians move more.
+# Looser than the documented 5 %: this short run has few requests, so its medians move more. It runs at
+# concurrency 1: at 2, the two streams on light-0's one core arrive in lock-step and one of each pair waits for
+# the other's prefill (TTFT ~0.42 s or ~0.75 s), so the median of 12 jumped between the modes for either tool
+# (CI saw the bench 27 % above vLLM, a rerun 21 % below).
 SHORT_RUN_TOLERANCE = 0.25
 
 
@@ -25,7 +28,7 @@ def bench(*args: str) -> subprocess.CompletedProcess:
 
 
 def test_bench_agrees_with_vllm_bench_serve_on_a_short_run(stack: dict, tmp_path: Path, counts) -> None:
-    result = bench("fidelity", "--direct", "light-0", "--input-len", "128", "--output-len", "32", "--concurrency", "2",
+    result = bench("fidelity", "--direct", "light-0", "--input-len", "128", "--output-len", "32", "--concurrency", "1",
                    "--num-prompts", "12", "--tolerance", str(SHORT_RUN_TOLERANCE), "--results-dir", str(tmp_path),
                    "--run-id", "fidelity")
     record = json.loads((tmp_path / "fidelity" / "fidelity.json").read_text())
