@@ -13,6 +13,7 @@ from typing import Any
 import pandas as pd
 from pydantic import BaseModel, Field
 
+from serve.gpu import kv_blocks
 from serve.spec import ModelSpec
 
 GIB = 2**30
@@ -25,7 +26,7 @@ def kv_bytes_per_token(model: ModelSpec, dtype_bytes: int = 2) -> int:
 
 def kv_tokens(kv_space_bytes: float, bytes_per_token: int, block_size: int = 16) -> int:
     """Tokens a KV space holds, in whole blocks, as vLLM counts them."""
-    return int(kv_space_bytes // (bytes_per_token * block_size)) * block_size
+    return kv_blocks(kv_space_bytes, bytes_per_token, block_size) * block_size
 
 
 def max_concurrency(tokens: int, context_tokens: int) -> float:

@@ -151,6 +151,11 @@ class WorkerMemoryPlan(BaseModel):
         return (self.kv_blocks - 1) / math.ceil(self.max_model_len / self.block_size)
 
 
+def kv_blocks(kv_space_bytes: float, bytes_per_token: int, block_size: int) -> int:
+    """Whole KV blocks a space holds, as vLLM counts them (`available_memory // bytes_per_block`)."""
+    return int(kv_space_bytes // (bytes_per_token * block_size))
+
+
 def plan_worker(spec: StackSpec, worker: WorkerSpec, gpu_gib: float,
                 assumptions: MemoryAssumptions | None = None, block_size: int = GPU_BLOCK_SIZE) -> WorkerMemoryPlan:
     """The memory plan of one worker of a cuda profile on a GPU of `gpu_gib` (as the driver reports it)."""
@@ -162,7 +167,7 @@ def plan_worker(spec: StackSpec, worker: WorkerSpec, gpu_gib: float,
     activations = activation_gib(spec, worker.group, assumptions)
     kv_gib = max(0.0, budget - model.weights_gib - activations - assumptions.non_torch_gib - graphs)
     per_token = spec.kv_bytes_per_token(worker.group)
-    blocks = int(kv_gib * GIB // (per_token * block_size))
+    blocks = kv_blocks(kv_gib * GIB, per_token, block_size)
     return WorkerMemoryPlan(
         worker=worker.name, group=worker.group, gpu_gib=round(gpu_gib, 2), gpu_memory_utilization=utilization,
         budget_gib=round(budget, 3), weights_gib=model.weights_gib, activations_gib=round(activations, 3),
