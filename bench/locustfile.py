@@ -33,11 +33,14 @@ from bench.npc import NPC
 from bench.options import LoadOptions
 from bench.records import Manifest, RequestRecord, RunStatus, ServerSummary, meets_slo
 from bench.rundir import (
+    DIRTY_TREE_NOTE,
     RunDir,
+    cache_state,
     new_run_id,
     provenance,
     read_requests,
     read_server_metrics,
+    reset_prefix_caches,
     worker_cache_config,
     worker_startup,
     write_ticks,
@@ -141,6 +144,9 @@ class LocustRun:
         cap = shape.max_in_flight if isinstance(shape, TickBurst) else None
         self.slots = gevent.lock.BoundedSemaphore(cap) if cap else None
         self.ledgers, self.ticks = {}, []
+        self.cache_reset = options.cache == "reset"
+        if self.cache_reset:  # last, so nothing else delays the start after it
+            reset_prefix_caches({w.name: w.url for w in stack.workers})
         self.t0 = time.time()
         self.prepared = True
 
@@ -166,6 +172,10 @@ class LocustRun:
         # The counters' first reading, taken here because Locust spawns the NPCs only once test_start is
         # done: a reading left to the loop raced the first requests and missed their first tokens.
         self.scraper.scrape_once()
+        manifest.cache = cache_state(self.scraper.window.first, list(workers), reset=self.cache_reset)
+        if manifest.git.dirty:
+            manifest.notes.append(DIRTY_TREE_NOTE)
+        self.dir.write_manifest()
         self.counts = {}
         self.background = [gevent.spawn(self._scrape_loop, options.scrape_interval_s)]
         print(f"[bench] run {run_id}: mix {self.mix.name} ({self.mix.mix.shape.kind} shape), "

@@ -29,10 +29,14 @@ class LoadOptions(BaseModel):
     scrape_interval_s: float = Field(2.0, gt=0, description="seconds between /metrics scrapes of the workers and the proxy")
     direct: str = Field("", description="send straight to this worker (e.g. light-0), bypassing the proxy; every "
                         "class of the mix must be of its group")
+    cache: str = Field("keep", description="the workers' prefix caches at the start: keep (as earlier runs left "
+                       "them; the manifest says whether they were warm) or reset (emptied through vLLM's "
+                       "/reset_prefix_cache; the stack needs worker_dev_endpoints=true)")
 
     # What a sweep varies, and the fields Locust's web form shows.
     LOAD_FIELDS: ClassVar = ("mix", "tick_policy", "npcs", "duration_s", "rate_rps")
     TICK_POLICIES: ClassVar = ("", "overlap", "skip", "cancel")
+    CACHE_STATES: ClassVar = ("keep", "reset")
 
     @staticmethod
     def flag(name: str) -> str:
@@ -48,6 +52,8 @@ class LoadOptions(BaseModel):
                 kwargs["choices"] = mix_choices
             if name == "tick_policy":
                 kwargs["choices"] = cls.TICK_POLICIES
+            if name == "cache":
+                kwargs["choices"] = cls.CACHE_STATES
             if locust:
                 kwargs["include_in_web_ui"] = name in cls.LOAD_FIELDS
             parser.add_argument(cls.flag(name), **kwargs)

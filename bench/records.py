@@ -76,6 +76,23 @@ class WorkerStartup(BaseModel):
     cuda_graph_gib: float | None = Field(None, description="'Estimated CUDA graph memory: X GiB total'")
 
 
+class PrefixCacheCounters(BaseModel):
+    """A worker's prefix-cache counters (prompt tokens) since it started, as /metrics gave them."""
+
+    queries: float = Field(description="vllm:prefix_cache_queries_total")
+    hits: float = Field(description="vllm:prefix_cache_hits_total")
+
+
+class CacheState(BaseModel):
+    """The workers' prefix caches as a run began. A warm cache holds what earlier runs sent, so a rerun of the
+    same prompts finds more of them cached and looks faster than a first run would."""
+
+    reset: bool = Field(description="the run emptied every worker's prefix cache (vLLM's /reset_prefix_cache) "
+                        "just before it began")
+    at_start: dict[str, PrefixCacheCounters] = Field(description="per worker, its counters at the run's start")
+    warm: bool = Field(description="some worker had looked up prompt tokens since it started and was not reset")
+
+
 class EnvLock(BaseModel):
     """The lock a run's Python environment was installed from by `serve/tasks.py` (its `.venv/` stamp)."""
 
@@ -186,6 +203,8 @@ class Manifest(Provenance):
                                                 description="per worker, its vllm:cache_config_info labels")
     startup: dict[str, WorkerStartup] = Field(default_factory=dict,
                                               description="per worker started here, what its start-up log says")
+    cache: CacheState | None = Field(None, description="the workers' prefix caches at the start; None in runs "
+                                     "made before it was recorded")
     files: dict[str, str] = Field(default_factory=dict)
     summary: RunSummary | None = Field(None, description="None until the run has ended")
     notes: list[str] = Field(default_factory=list)

@@ -17,19 +17,23 @@ import re
 import socket
 import subprocess
 import sys
+import time
 from datetime import UTC, datetime
 from pathlib import Path
 
 import httpx
 import pandas as pd
+from pydantic import BaseModel
 
 from bench.decisions import NpcTick
-from bench.metrics import cache_config, fetch
+from bench.metrics import PREFIX_CACHE_HITS, PREFIX_CACHE_QUERIES, Samples, cache_config, fetch
 from bench.records import (
+    CacheState,
     EnvLock,
     GitState,
     Machine,
     Manifest,
+    PrefixCacheCounters,
     Provenance,
     RequestRecord,
     RunStatus,
@@ -112,6 +116,48 @@ def worker_cache_config(worker_urls: dict[str, str]) -> dict[str, dict[str, str]
     return found
 
 
+class CacheResetError(RuntimeError):
+    """A worker's prefix cache could not be emptied; the message says why and what to change."""
+
+
+class _ResetReply(BaseModel):
+    success: bool
+
+
+def reset_prefix_caches(worker_urls: dict[str, str], attempts: int = 5) -> None:
+    """Empty every worker's prefix cache through vLLM's `POST /reset_prefix_cache` (served only with
+    VLLM_SERVER_DEV_MODE=1: the spec's `worker_dev_endpoints`). vLLM refuses while running requests hold cache
+    blocks, so a refusal is retried a few times, a second apart."""
+    for name, url in worker_urls.items():
+        answer = ""
+        for _ in range(attempts):
+            try:
+                response = httpx.post(f"{url}/reset_prefix_cache", timeout=30.0)
+            except httpx.HTTPError as exc:
+                raise CacheResetError(f"worker {name} ({url}): could not reach it to reset its prefix cache: {exc}") from None
+            if response.status_code == 404:
+                raise CacheResetError(f"worker {name} ({url}) serves no /reset_prefix_cache: start the stack with "
+                                      "`--set worker_dev_endpoints=true` (VLLM_SERVER_DEV_MODE=1), or run with "
+                                      "`--cache keep`")
+            if response.is_success and _ResetReply.model_validate_json(response.content).success:
+                break
+            answer = f"HTTP {response.status_code} {response.text[:200]!r}"
+            time.sleep(1.0)
+        else:
+            raise CacheResetError(f"worker {name} ({url}) refused to reset its prefix cache {attempts} times "
+                                  f"(last answer: {answer}); running "
+                                  "requests hold its blocks")
+
+
+def cache_state(first_scrape: dict[str, Samples], workers: list[str], reset: bool) -> CacheState:
+    """The workers' prefix caches at a run's start, from its first /metrics reading."""
+    at_start = {name: PrefixCacheCounters(queries=first_scrape[name].get(PREFIX_CACHE_QUERIES, 0.0),
+                                          hits=first_scrape[name].get(PREFIX_CACHE_HITS, 0.0))
+                for name in workers if name in first_scrape}
+    return CacheState(reset=reset, at_start=at_start,
+                      warm=not reset and any(counters.queries > 0 for counters in at_start.values()))
+
+
 # vLLM 0.32's start-up lines (gpu_model_runner.py, gpu_worker.py, kv_cache_utils.py), each the last of its kind.
 STARTUP_LINES = {
     "kv_cache_tokens": r"(?:GPU|CPU) KV cache size: ([0-9,]+) tokens",
@@ -149,6 +195,10 @@ def git_info() -> GitState:
 
     status = git("status", "--porcelain", "--untracked-files=no")
     return GitState(commit=git("rev-parse", "HEAD"), dirty=bool(status) if status is not None else None)
+
+
+DIRTY_TREE_NOTE = ("MEASURED FROM A DIRTY TREE: tracked files had uncommitted changes, so the commit named here is "
+                   "not all of the code that ran; commit first and run again for a result that can be reproduced")
 
 
 def provenance(stack: StackSpec, worker_urls: dict[str, str] | None = None) -> Provenance:

@@ -84,6 +84,8 @@ def vllm_env(spec: StackSpec, worker: WorkerSpec) -> dict[str, str]:
             env["VLLM_CPU_OMP_THREADS_BIND"] = worker.cpu_bind
     elif worker.gpu is not None:
         env["CUDA_VISIBLE_DEVICES"] = str(worker.gpu)
+    if spec.worker_dev_endpoints:
+        env["VLLM_SERVER_DEV_MODE"] = "1"
     return env
 
 

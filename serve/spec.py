@@ -142,6 +142,10 @@ class StackSpec(_Strict):
     groups: dict[GroupName, GroupSpec]
     workers: list[WorkerSpec]
     proxy: ProxySpec = ProxySpec()
+    worker_dev_endpoints: bool = Field(
+        False, description="start the workers with VLLM_SERVER_DEV_MODE=1, so a run can empty their prefix caches "
+        "(`POST /reset_prefix_cache`) instead of restarting them; this also opens vLLM's other development routes "
+        "(sleep, collective RPC) on the workers' port, so it is off unless a sweep asks for it")
 
     @model_validator(mode="after")
     def _consistent(self) -> StackSpec:

@@ -142,3 +142,10 @@ def test_workers_are_declared_free_unless_told() -> None:
     assert all(i["input_cost_per_token"] == 0 and i["output_cost_per_token"] == 0 for i in infos)
     infos = [m["model_info"] for m in litellm_config(load_profile("cpu", ["proxy.zero_cost=false"]))["model_list"]]
     assert all(set(i) == {"id"} for i in infos)
+
+
+def test_vllms_development_routes_are_off_unless_the_spec_asks() -> None:
+    spec = load_profile("cpu")
+    assert all("VLLM_SERVER_DEV_MODE" not in vllm_env(spec, w) for w in spec.workers)
+    opened = load_profile("cpu", ["worker_dev_endpoints=true"])
+    assert all(vllm_env(opened, w)["VLLM_SERVER_DEV_MODE"] == "1" for w in opened.workers)

@@ -6,8 +6,19 @@ import json
 import sys
 from datetime import UTC, datetime
 
-from bench.records import EnvLock, GitState, Manifest, RequestRecord, lock_mismatch
-from bench.rundir import RunDir, env_lock, machine_info, new_run_id, read_manifest, read_requests
+from bench.__main__ import main
+from bench.metrics import PREFIX_CACHE_HITS, PREFIX_CACHE_QUERIES
+from bench.records import EnvLock, GitState, Manifest, PrefixCacheCounters, RequestRecord, lock_mismatch
+from bench.rundir import (
+    DIRTY_TREE_NOTE,
+    RunDir,
+    cache_state,
+    env_lock,
+    machine_info,
+    new_run_id,
+    read_manifest,
+    read_requests,
+)
 from bench.spec import load_mix
 from bench.summary import summarize
 from serve.spec import load_profile
@@ -86,8 +97,6 @@ def test_runs_from_different_locks_are_flagged() -> None:
 
 
 def test_show_warns_when_runs_came_from_different_locks(tmp_path, capsys) -> None:
-    from bench.__main__ import main
-
     for run_id, sha in (("a", "ab"), ("b", "cd")):
         lock = EnvLock(name="cpu", lock="serve/locks/cpu.txt", lock_sha256=sha * 32)
         RunDir(tmp_path / run_id, manifest(run_id).model_copy(update={"env_lock": lock})).close("complete")
@@ -96,3 +105,21 @@ def test_show_warns_when_runs_came_from_different_locks(tmp_path, capsys) -> Non
     assert "installed from serve/locks/cpu.txt (sha256 abababababab)" in shown.out and "warning" not in shown.err
     assert main(["show", str(tmp_path / "a"), str(tmp_path / "b")]) == 0
     assert "different Python environments" in capsys.readouterr().err
+
+
+def test_cache_state_says_warm_when_a_worker_looked_up_prompts_and_was_not_reset() -> None:
+    first = {"light-0": {PREFIX_CACHE_QUERIES: 0.0, PREFIX_CACHE_HITS: 0.0},
+             "heavy-0": {PREFIX_CACHE_QUERIES: 1200.0, PREFIX_CACHE_HITS: 800.0}, "proxy": {}}
+    state = cache_state(first, ["light-0", "heavy-0"], reset=False)
+    assert state.warm and state.at_start["heavy-0"] == PrefixCacheCounters(queries=1200.0, hits=800.0)
+    assert set(state.at_start) == {"light-0", "heavy-0"}  # the proxy is no worker
+    assert not cache_state(first, ["light-0", "heavy-0"], reset=True).warm  # emptied just before the start
+    assert not cache_state({"light-0": {}}, ["light-0"], reset=False).warm  # a fresh worker has looked up nothing
+
+
+def test_a_run_from_a_dirty_tree_says_so_in_bench_show(tmp_path, capsys) -> None:
+    dirty = manifest("dirty")
+    dirty.notes.append(DIRTY_TREE_NOTE)
+    RunDir(tmp_path / "dirty", dirty).close("complete")
+    assert main(["show", str(tmp_path / "dirty")]) == 0
+    assert "MEASURED FROM A DIRTY TREE" in capsys.readouterr().out
