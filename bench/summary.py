@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from dataclasses import dataclass
+
 import numpy as np
 import pandas as pd
 
@@ -12,28 +15,76 @@ from bench.scrape import RSS_METRIC
 OUTCOMES = ["ok", "error", "timeout", "tool_invalid", "interrupted", "cancelled"]
 
 
-def _pct(series: pd.Series, q: float) -> float | None:
-    series = series.dropna()
-    return round(float(series.quantile(q)), 4) if len(series) else None
+def answered(df: pd.DataFrame) -> pd.DataFrame:
+    """Requests that got a reply: completed, or interrupted streams, which still had a first token."""
+    return df[df.outcome.isin(["ok", "interrupted"])]
+
+
+def completed(df: pd.DataFrame) -> pd.DataFrame:
+    return df[df.outcome == "ok"]
+
+
+@dataclass(frozen=True)
+class Figure:
+    """A summary figure of a set of requests: the per-request values it is taken over, and how they reduce to
+    the figure over the last axis given the seconds they ran over. Kept apart so bench/stats.py can resample
+    the values (a bootstrap) and reduce every resample at once."""
+
+    values: Callable[[pd.DataFrame], pd.Series]
+    reduce: Callable[[np.ndarray, float], np.ndarray]
+    digits: int = 4
+    per_second: bool = False  # a rate over the run's length, undefined without one
+
+    def of(self, df: pd.DataFrame, duration_s: float) -> float | None:
+        values = self.values(df).to_numpy(dtype=float)
+        if self.per_second and not duration_s:
+            return None
+        if not len(values):
+            return 0.0 if self.per_second else None
+        return float(self.reduce(values, duration_s))
+
+
+def _latency(column: str, q: float, subset: Callable[[pd.DataFrame], pd.DataFrame]) -> Figure:
+    return Figure(lambda df: subset(df)[column].dropna(), lambda x, s: np.quantile(x, q, axis=-1))
+
+
+def _per_second(values: Callable[[pd.DataFrame], pd.Series], digits: int = 4) -> Figure:
+    return Figure(values, lambda x, s: x.sum(axis=-1) / s, digits, per_second=True)
+
+
+def _share(values: Callable[[pd.DataFrame], pd.Series]) -> Figure:
+    return Figure(values, lambda x, s: x.mean(axis=-1))
+
+
+def _deadline_missed(df: pd.DataFrame) -> pd.Series:
+    return df.deadline_missed.dropna().astype(bool) if "deadline_missed" in df else pd.Series(dtype=bool)
+
+
+# The summary's latency percentiles and rates (ttft over answered requests, itl and e2e over completed ones).
+FIGURES: dict[str, Figure] = {
+    "ttft_p50_s": _latency("ttft_s", 0.5, answered), "ttft_p95_s": _latency("ttft_s", 0.95, answered),
+    "itl_p50_s": _latency("itl_s", 0.5, completed), "itl_p95_s": _latency("itl_s", 0.95, completed),
+    "e2e_p50_s": _latency("e2e_s", 0.5, completed), "e2e_p95_s": _latency("e2e_s", 0.95, completed),
+    "throughput_rps": _per_second(lambda df: df.outcome == "ok"),
+    "output_tps": _per_second(lambda df: df.output_tokens, digits=3),
+    "goodput_rps": _per_second(lambda df: df.slo_met),
+    "slo_attainment": _share(lambda df: df.slo_met),
+    "deadline_miss_rate": _share(_deadline_missed),
+}
+PERCENTILES = [name for name in FIGURES if name.endswith("_s")]
+
+
+def _rounded(value: float | None, digits: int) -> float | None:
+    return None if value is None else round(value, digits)
 
 
 def class_summary(df: pd.DataFrame, duration_s: float) -> Figures:
     """Figures for one set of requests over a window of `duration_s` seconds."""
-    ok = df[df.outcome == "ok"]
-    answered = df[df.outcome.isin(["ok", "interrupted"])]  # interrupted streams still have a first token
-    deadline = df.deadline_missed.dropna() if "deadline_missed" in df else pd.Series(dtype=bool)
     tools = df[df.kind.isin(TOOL_KINDS)]
     return Figures.model_validate({
         "requests": int(len(df)),
         **{f"n_{o}": int((df.outcome == o).sum()) for o in OUTCOMES},
-        "ttft_p50_s": _pct(answered.ttft_s, 0.5), "ttft_p95_s": _pct(answered.ttft_s, 0.95),
-        "itl_p50_s": _pct(ok.itl_s, 0.5), "itl_p95_s": _pct(ok.itl_s, 0.95),
-        "e2e_p50_s": _pct(ok.e2e_s, 0.5), "e2e_p95_s": _pct(ok.e2e_s, 0.95),
-        "throughput_rps": round(len(ok) / duration_s, 4) if duration_s else None,
-        "output_tps": round(float(df.output_tokens.sum()) / duration_s, 3) if duration_s else None,
-        "goodput_rps": round(float(df.slo_met.sum()) / duration_s, 4) if duration_s else None,
-        "slo_attainment": round(float(df.slo_met.mean()), 4) if len(df) else None,
-        "deadline_miss_rate": round(float(deadline.astype(bool).mean()), 4) if len(deadline) else None,
+        **{name: _rounded(figure.of(df, duration_s), figure.digits) for name, figure in FIGURES.items()},
         "tool_call_validity": (round(float((tools.outcome == "ok").sum() / len(tools)), 4) if len(tools) else None),
         "prompt_tokens_mean": round(float(df.prompt_tokens.dropna().mean()), 1) if df.prompt_tokens.notna().any() else None,
         "output_tokens_total": int(df.output_tokens.sum()),
