@@ -1,10 +1,12 @@
 """`python -m bench`: NPC traffic against the running stack.
 
     python -m bench run --mix npc-cpu [--duration-s 60] [--npcs N] [--rate-rps R]   headless run -> results/<run-id>/
+                        [--repeats 3] [--cache reset]                             ... repeated, from empty prefix caches
                         [--direct light-0]                                        ... straight to one worker
     python -m bench ui [--mix npc-cpu]                                             Locust web UI on 127.0.0.1:8089
     python -m bench sweep FILE.toml                                                serve settings x load levels
     python -m bench show RUN_DIR [RUN_DIR ...]                                     runs' per-class summaries
+    python -m bench compare A B [C ...]                                            runs or sweep points side by side
     python -m bench overhead [--label NAME]                                        what the proxy adds per request
     python -m bench fidelity [--direct light-0]                                    this bench against vllm bench serve
     python -m bench mixes                                                          the mixes and their classes
@@ -24,8 +26,9 @@ from pydantic import ValidationError
 from bench.analysis import sweep_index
 from bench.options import LoadOptions
 from bench.records import lock_mismatch
-from bench.rundir import new_run_id, read_manifest, read_requests
+from bench.rundir import DIRTY_TREE_NOTE, git_info, new_run_id, read_manifest, read_requests
 from bench.spec import MixError, check_fits, direct_worker, load_mix, mix_names
+from bench.stats import LEVEL
 from serve.settings import settings
 from serve.spec import error_lines
 from serve.state import NOT_READY, ready_state
@@ -53,6 +56,10 @@ def validate(args: argparse.Namespace):
     check_fits(mix, state.spec)
     if args.direct:
         direct_worker(mix, state.workers, args.direct)
+    if options.cache == "reset" and not state.spec.worker_dev_endpoints:
+        raise MixError("--cache reset empties the workers' prefix caches through vLLM's /reset_prefix_cache, which "
+                       "this stack's workers do not serve: restart it with `python -m serve up --set "
+                       "worker_dev_endpoints=true`, or run with --cache keep")
     return state, mix
 
 
@@ -64,7 +71,26 @@ def locust_args(args: argparse.Namespace, request_timeout_s: float) -> list[str]
 
 def cmd_run(args: argparse.Namespace) -> int:
     state, mix = validate(args)
-    run_dir = Path(args.results_dir) / (args.run_id or new_run_id(mix.name))
+    if args.repeats < 1:
+        return fail("--repeats must be at least 1")
+    if git_info().dirty:
+        print(f"warning: {DIRTY_TREE_NOTE}", file=sys.stderr, flush=True)
+    run_id = args.run_id or new_run_id(mix.name)
+    run_dirs = [Path(args.results_dir) / (run_id if args.repeats == 1 else f"{run_id}-r{k}") for k in range(args.repeats)]
+    for run_dir in run_dirs:
+        if (code := run_once(args, state, mix, run_dir)) != 0:
+            return code
+    if len(run_dirs) > 1:
+        from bench.compare import compare, render, repeats
+
+        subject = repeats(run_id, run_dirs)
+        print(f"\n{len(run_dirs)} repeats, each figure with its {LEVEL:.0%} interval (latency percentiles "
+              "bootstrapped over the pooled requests, rates over the runs):")
+        print(render([subject], compare([subject])))
+    return 0
+
+
+def run_once(args: argparse.Namespace, state, mix, run_dir: Path) -> int:
     target = next(w.url for w in state.workers if w.name == args.direct) if args.direct else state.base_url
     print(f"running mix {mix.name} ({mix.mix.shape.kind}, {mix.mix.shape.duration_s:.0f} s) against "
           f"{target}; results -> {run_dir}", flush=True)
@@ -125,6 +151,10 @@ def print_summary(run_dir: Path) -> None:
     lock = manifest.env_lock
     print(f"  environment: Python {manifest.versions.get('python')}, "
           + (f"installed from {lock.lock} (sha256 {lock.lock_sha256[:12]})" if lock else "no recorded lock"))
+    if cache := manifest.cache:
+        state = "emptied just before the start" if cache.reset else "warm (earlier runs' prompts may hit)" if cache.warm \
+            else "cold (nothing looked up since the workers started)"
+        print(f"  prefix caches at the start: {state}")
     for note in manifest.notes:
         print(f"  note: {note}")
     if summary is None:
@@ -162,6 +192,23 @@ def cmd_show(args: argparse.Namespace) -> int:
     manifests = [read_manifest(run_dir) for run_dir in run_dirs]
     if warning := lock_mismatch({m.run_id: m.env_lock for m in manifests}):
         print(f"\nwarning: {warning}", file=sys.stderr)
+    return 0
+
+
+def cmd_compare(args: argparse.Namespace) -> int:
+    from bench.compare import CompareError, compare, load_subjects, provenance_warnings, render
+
+    try:
+        subjects = [subject for path in args.paths for subject in load_subjects(path)]
+        table = compare(subjects)
+    except CompareError as exc:
+        return fail(str(exc))
+    print(f"each figure with its {LEVEL:.0%} interval; a difference whose interval holds 0 is within noise")
+    print(render(subjects, table))
+    if args.csv:
+        table.to_csv(args.csv, index=False)
+    for warning in provenance_warnings(subjects):
+        print(f"warning: {warning}", file=sys.stderr)
     return 0
 
 
@@ -243,6 +290,8 @@ def main(argv: list[str] | None = None) -> int:
     LoadOptions.add_arguments(run)
     run.add_argument("--run-id", help="folder name under --results-dir (default: <UTC time>-<mix>)")
     run.add_argument("--no-html-report", action="store_true", help="skip Locust's ~1 MB HTML report (CSVs are kept)")
+    run.add_argument("--repeats", type=int, default=1, help="run it N times (folders <run-id>-r0, -r1, ...) and give "
+                     "each figure's confidence interval over the runs")
     run.set_defaults(func=cmd_run)
     ui = sub.add_parser("ui", help="the Locust web UI")
     LoadOptions.add_arguments(ui)
@@ -257,6 +306,13 @@ def main(argv: list[str] | None = None) -> int:
     show = sub.add_parser("show", help="print runs' summaries, warning when they came from different locks")
     show.add_argument("run_dirs", nargs="+", metavar="RUN_DIR", help="a run folder, or a sweep folder for all its runs")
     show.set_defaults(func=cmd_show)
+    compare = sub.add_parser("compare", help="runs or sweep points side by side, per class, with the differences' "
+                             "confidence intervals")
+    compare.add_argument("paths", nargs="+", metavar="RUN_OR_SWEEP",
+                         help="run folders, sweep points (SWEEP/s0-l1: its repeats) or sweep folders (every point); "
+                         "the first is the baseline")
+    compare.add_argument("--csv", metavar="FILE", help="also write the long table (one row per class, figure, subject)")
+    compare.set_defaults(func=cmd_compare)
     sub.add_parser("mixes", help="list the mixes").set_defaults(func=cmd_mixes)
     trace = sub.add_parser("trace", help="write a run's requests as a trace file, to replay with a `trace` shape")
     trace.add_argument("run_dir", metavar="RUN_DIR")

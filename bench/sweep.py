@@ -6,7 +6,8 @@ stack is restarted (`python -m serve up --detach --set ...`, its start-up timed)
 run (`python -m bench run`), and the stack is stopped. Every point writes its own run folder under
 `results/sweep-<name>/`; `index.json` / `index.csv` list them with their settings, the stack's
 start-up time and the run's key figures. A stopped sweep resumes: points whose run folder is
-complete are not run again.
+complete are not run again. `repeats` runs each load point several times; `cache` says what the
+workers' prefix caches hold at each run's start (emptied by default, as `vllm bench sweep` does).
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ import sys
 import time
 import tomllib
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import pandas as pd
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
@@ -49,6 +50,11 @@ class SweepSpec(BaseModel):
     load: dict[str, list[Any]] = Field(default_factory=dict, description="mix / npcs / rate_rps / duration_s -> values")
     repeats: int = Field(1, ge=1, description="runs of every load point, one after the other on the same stack; "
                          "the index has a row for each (`repeat` 0, 1, ...)")
+    cache: Literal["reset", "restart", "keep"] = Field(
+        "reset", description="the workers' prefix caches before every run: reset (emptied through vLLM's "
+        "/reset_prefix_cache; the sweep starts its stacks with worker_dev_endpoints), restart (a fresh stack for "
+        "every run: cold caches and fresh processes, a start-up each), or keep (each run finds what the runs "
+        "before it on that stack cached; its manifest says it started warm)")
 
 
 def grid(axes: dict[str, list[Any]]) -> list[dict[str, Any]]:
@@ -106,8 +112,10 @@ def run_sweep(path: Path, results_dir: Path, resume: bool = True) -> int:
             runs = [(run_name(i, j, r, sweep.repeats), load_point) for j, load_point in enumerate(load_points)
                     for r in range(sweep.repeats)]
             todo = [(run_id, lp) for run_id, lp in runs if not (resume and is_complete(sweep_dir / run_id))]
-            if todo:
-                startup[i] = _run_serve_point(sweep, serve_point, todo, sweep_dir)
+            # restart: one stack per run; otherwise one per serve setting, its runs one after the other
+            for batch in ([[run] for run in todo] if sweep.cache == "restart" else [todo] if todo else []):
+                if (started := _run_serve_point(sweep, serve_point, batch, sweep_dir)) is not None:
+                    startup.setdefault(i, started)  # the setting's first start-up, not a later restart's
             for k, (run_id, load_point) in enumerate(runs):
                 index.append(_index_row(sweep_dir / run_id, run_id, serve_point, load_point, startup.get(i),
                                         repeat=k % sweep.repeats))
@@ -119,6 +127,8 @@ def run_sweep(path: Path, results_dir: Path, resume: bool = True) -> int:
         return 130
     done = sum(row["status"] == "complete" for row in index)
     print(f"sweep {path.stem}: {done}/{len(index)} points complete; index: {sweep_dir / 'index.json'}")
+    if done:
+        write_intervals(sweep_dir)
     return 0 if done == len(index) else 1
 
 
@@ -126,7 +136,8 @@ def _run_serve_point(sweep: SweepSpec, serve_point: dict[str, Any], todo, sweep_
     """Start the stack with this setting, run its load points, stop it; returns the start-up time in seconds."""
     print(f"\n== serve setting {serve_point or '(profile as is)'}", flush=True)
     up = [sys.executable, "-m", "serve", "up", "--detach", "--profile", sweep.profile]
-    for item in overrides(serve_point):
+    reset = {"worker_dev_endpoints": True} if sweep.cache == "reset" else {}
+    for item in overrides(reset | serve_point):
         up += ["--set", item]
     started = time.monotonic()
     if subprocess.run(up).returncode != 0:
@@ -138,7 +149,8 @@ def _run_serve_point(sweep: SweepSpec, serve_point: dict[str, Any], todo, sweep_
         for run_id, load_point in todo:
             given = {key: value for key, value in load_point.items() if value is not None}
             load = LoadOptions.model_validate({"mix": sweep.mix, "duration_s": sweep.duration_s or 0.0, **given,
-                                               "results_dir": sweep_dir, "scrape_interval_s": sweep.scrape_interval_s})
+                                               "results_dir": sweep_dir, "scrape_interval_s": sweep.scrape_interval_s,
+                                               "cache": "reset" if sweep.cache == "reset" else "keep"})
             command = [sys.executable, "-m", "bench", "run", *load.argv(), "--run-id", run_id]
             if not sweep.html_report:
                 command.append("--no-html-report")
@@ -166,6 +178,16 @@ def _index_row(run_dir: Path, run_id: str, serve_point: dict, load_point: dict,
             "startup_s": startup_s, **{key: figures.get(key) for key in INDEX_FIGURES},
             "prefix_cache_hit_rate": server.prefix_cache_hit_rate.get("all") if server else None,
             **({key: getattr(summary.decisions, key) for key in DECISION_FIGURES} if summary and summary.decisions else {})}
+
+
+def write_intervals(sweep_dir: Path) -> None:
+    """`intervals.csv`: every point's figures per class with their confidence intervals (over its repeats), and
+    each point's difference from the first with that difference's interval, as `bench compare` gives them."""
+    from bench.compare import compare, load_subjects
+
+    subjects = load_subjects(sweep_dir)
+    compare(subjects).to_csv(sweep_dir / "intervals.csv", index=False)
+    print(f"intervals: {sweep_dir / 'intervals.csv'} (`python -m bench compare {sweep_dir}` prints them)")
 
 
 def _previous_startup(sweep_dir: Path) -> dict[int, float]:
