@@ -34,6 +34,7 @@ from bench.metrics import CounterWindow, scrape, total
 from bench.options import LoadOptions
 from bench.records import Provenance
 from bench.rundir import provenance, read_requests
+from serve.paths import portable
 from serve.process import log_tail
 from serve.render import VLLM
 from serve.state import StackState, now_iso
@@ -144,13 +145,17 @@ def run_fidelity(state: StackState, results_dir: Path, run_id: str, worker_name:
     load = LoadOptions(mix=str(mix_path), direct=worker.name, results_dir=out, scrape_interval_s=5)
     bench_cmd = [sys.executable, "-m", "bench", "run", *load.argv(), "--run-id", "bench", "--no-html-report"]
     record = FidelityRun(run_id=run_id, started_at=now_iso(), worker=worker.name, settings=settings,
-                         commands={"vllm": vllm_cmd, "bench": bench_cmd}, tolerance=tolerance,
+                         commands={name: [portable(part) for part in command]
+                                   for name, command in (("vllm", vllm_cmd), ("bench", bench_cmd))},
+                         tolerance=tolerance,
                          **dict(provenance(state.spec)))
 
     print(f"[fidelity] 1/2 vllm bench serve -> {worker.name} ({settings})", flush=True)
     counters = WorkerCounters(worker.url)
     run_logged(vllm_cmd, out / "vllm_bench.log", "vllm bench serve")
-    record.vllm = vllm_figures(json.loads((out / "vllm_bench.json").read_text()))
+    result = out / "vllm_bench.json"
+    result.write_text(portable(result.read_text()))  # vLLM records the tokenizer's local folder
+    record.vllm = vllm_figures(json.loads(result.read_text()))
     record.vllm.worker_prompt_tokens_per_request, record.vllm.worker_output_tokens_per_request = counters.per_request()
 
     print(f"[fidelity] 2/2 python -m bench run --direct {worker.name}, {record.vllm.duration_s:.0f} s", flush=True)

@@ -41,12 +41,11 @@ from bench.records import (
     WorkerStartup,
 )
 from serve.gpu import inventory as gpu_inventory
-from serve.paths import write_atomic
+from serve.paths import REPO_ROOT, write_atomic
 from serve.spec import StackSpec
 from serve.state import now_iso
 from serve.tasks import STAMP_NAME
 
-REPO_ROOT = Path(__file__).resolve().parent.parent
 MANIFEST = "manifest.json"
 REQUESTS = "requests.jsonl"
 SERVER_METRICS = "server_metrics.csv"

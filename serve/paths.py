@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 
 from serve.settings import settings
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
 
 
 def home() -> Path:
@@ -28,3 +31,13 @@ def write_atomic(path: Path, text: str) -> None:
     tmp = path.with_name(path.name + ".tmp")
     tmp.write_text(text)
     tmp.replace(path)
+
+
+def portable(text: str) -> str:
+    """`text` without this machine's paths, for what a committed result records (commands, tokenizer folders):
+    `$NPCBENCH_HOME` for the home folder, commands of this environment by their name, and repository paths
+    relative to its root."""
+    for local, shown in ((str(Path(sys.executable).parent) + "/", ""), (str(REPO_ROOT) + "/", ""),
+                         (str(home()), "$NPCBENCH_HOME")):
+        text = text.replace(local, shown)
+    return text

@@ -21,12 +21,13 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 
 from bench.errors import MixError
 from bench.shapes.base import LoadShape, Pacer, RunContext, register
+from serve.paths import REPO_ROOT
 
 if TYPE_CHECKING:
     from bench.npc import NPC
     from bench.spec import TrafficClass
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
+
 
 
 class TraceEvent(BaseModel):

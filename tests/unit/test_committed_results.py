@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -41,3 +43,16 @@ def test_fidelity_record_loads_typed(path: Path) -> None:
 
 def test_there_are_committed_results_to_check() -> None:
     assert len(committed("manifest.json")) > 10 and committed("overhead.json") and committed("fidelity.json")
+
+
+LOCAL_PATH = re.compile(r"/root/|/home/[a-z]|/work/|\.venv/bin/")
+
+
+def test_committed_results_carry_no_local_paths() -> None:
+    """A result names what ran, not where this machine keeps it: no home folders, checkouts or environments,
+    and no logs (they echo all of those)."""
+    tracked = subprocess.run(["git", "ls-files", "results"], cwd=RESULTS.parent, capture_output=True, text=True,
+                             check=True).stdout.split()
+    assert tracked and not [name for name in tracked if name.endswith(".log")]
+    found = {name: LOCAL_PATH.findall((RESULTS.parent / name).read_text(errors="replace"))[:3] for name in tracked}
+    assert not {name: paths for name, paths in found.items() if paths}

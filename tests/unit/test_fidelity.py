@@ -7,6 +7,7 @@ import pytest
 
 from bench.fidelity import bench_figures, bench_mix, vllm_bench_command
 from bench.spec import load_mix
+from serve.paths import REPO_ROOT, portable
 from serve.render import VLLM
 
 
@@ -52,3 +53,13 @@ def test_a_failing_tool_is_reported_with_the_end_of_its_log(tmp_path) -> None:
 
     with pytest.raises(RuntimeError, match=r"(?s)vllm bench serve exited with code 3:\nboom\nfull log: "):
         run_logged([sys.executable, "-c", "import sys; print('boom'); sys.exit(3)"], tmp_path / "x.log", "vllm bench serve")
+
+
+def test_recorded_commands_name_no_local_path(monkeypatch, tmp_path) -> None:
+    monkeypatch.setenv("NPCBENCH_HOME", str(tmp_path / "npc"))
+    command = vllm_bench_command("http://127.0.0.1:8003", "m", str(tmp_path / "npc" / "models" / "M"),
+                                 {"input_len": 8, "output_len": 4, "concurrency": 1, "num_prompts": 2},
+                                 REPO_ROOT / "results" / "f")
+    shown = [portable(part) for part in command]
+    assert shown[0] == "vllm" and "$NPCBENCH_HOME/models/M" in shown and "results/f" in shown
+    assert not [part for part in shown if str(tmp_path) in part or str(REPO_ROOT) in part]
