@@ -122,7 +122,9 @@ def litellm_config(spec: StackSpec) -> dict[str, Any]:
     return {
         "model_list": model_list,
         "router_settings": router,
-        "litellm_settings": {"callbacks": ["prometheus", f"{HOOKS}.request_check"], "request_timeout": proxy.timeout_s},
+        # /metrics needs the key too: LiteLLM's default, said here so a change of default cannot open it.
+        "litellm_settings": {"callbacks": ["prometheus", f"{HOOKS}.request_check"], "request_timeout": proxy.timeout_s,
+                             "require_auth_for_metrics_endpoint": True},
         # LiteLLM's own auth answers a wrong key with 400 when it has no database; ours answers 401.
         "general_settings": {"master_key": f"os.environ/{MASTER_KEY_ENV}", "custom_auth": f"{HOOKS}.authenticate"},
     }

@@ -84,13 +84,22 @@ def test_client_token_counts_agree_with_vllm_counters(default_run: Path) -> None
     assert "vllm:kv_cache_usage_perc" in set(metrics.metric)
 
 
-def test_completed_streams_agree_exactly_with_vllm(stack: dict, results: Path) -> None:
+def test_completed_streams_agree_exactly_with_vllm(stack: dict, results: Path, counts) -> None:
+    """The bench's token total (each reply's `usage`, summed by the client) equals the workers' own counter, so no
+    request is lost or counted twice. `usage` is vLLM's figure; the client's own count is the content chunks it
+    read, one per token unless a token decodes to no text of its own (then it rides with the next chunk), so it
+    can fall short of vLLM's count and never exceed it."""
     assert bench_run(results, "dialogue", "--mix", "dialogue", "--duration-s", "20").returncode == 0
     df = read_requests(results / "dialogue")
     server = read_manifest(results / "dialogue").summary.server
     assert len(df) > 0 and set(df.outcome) == {"ok"}
     assert df.ttft_s.notna().all() and df.itl_s.notna().all()
     assert int(df.output_tokens.sum()) == server.generation_tokens_total
+    # the first chunk, then one gap before each further one (a one-chunk reply has no gaps: None)
+    chunks = df.token_gaps_s.map(lambda gaps: len(gaps) if isinstance(gaps, list) else 0) + 1
+    counts(f"dialogue replies: {len(df)}; content chunks read {int(chunks.sum())}, tokens by vLLM "
+           f"{server.generation_tokens_total:g}; equal in {(chunks == df.output_tokens).mean():.0%} of replies")
+    assert (chunks <= df.output_tokens).all() and (chunks > 0).all()
 
 
 def test_interrupted_streams_stop_generating_on_the_server(stack: dict, results: Path) -> None:

@@ -110,6 +110,17 @@ def test_requests_without_the_key_get_401_and_reach_no_worker(stack: dict, count
     assert {w["name"]: total(scrape(w["url"]), "vllm:prompt_tokens_total") for w in stack["workers"]} == prompts_before
 
 
+def test_proxy_metrics_need_the_key(stack: dict) -> None:
+    """The proxy's /metrics (routing, latency and failure counters per deployment) is for the key holder only."""
+    url = stack["proxy_url"] + "/metrics/"
+    for key in (None, "not-a-key", stack["key"][:-1]):
+        headers = {} if key is None else {"Authorization": f"Bearer {key}"}
+        refused = httpx.get(url, headers=headers, timeout=30)
+        assert refused.status_code == 401 and "litellm_" not in refused.text, (key is None, refused.status_code)
+    allowed = httpx.get(url, headers={"Authorization": f"Bearer {stack['key']}"}, timeout=30)
+    assert allowed.status_code == 200 and "litellm_" in allowed.text
+
+
 def test_workers_and_proxy_listen_on_loopback_only(stack: dict) -> None:
     """127.0.0.2 is another address of this machine: a socket bound to 127.0.0.1 does not answer there."""
     import socket

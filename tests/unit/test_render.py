@@ -84,6 +84,7 @@ def test_litellm_config_groups_workers_with_retries_and_fallback(profile: str) -
     assert router["num_retries"] >= 1 and router["cooldown_time"] > 0
     assert router["fallbacks"] == [{"heavy": ["light"]}]
     assert config["litellm_settings"]["callbacks"] == ["prometheus", "serve.proxy_hooks.request_check"]
+    assert config["litellm_settings"]["require_auth_for_metrics_endpoint"] is True
     assert config["general_settings"]["custom_auth"] == "serve.proxy_hooks.authenticate"
     # The key is read from the environment at start-up, never written into the config file.
     assert config["general_settings"]["master_key"] == f"os.environ/{MASTER_KEY_ENV}"
