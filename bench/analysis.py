@@ -10,9 +10,11 @@ from pathlib import Path
 import pandas as pd
 
 from bench.capacity import kv_tokens
+from bench.decisions import DecisionFigures
 from bench.metrics import PREFIX_CACHE_HITS, PREFIX_CACHE_QUERIES, hit_rate
-from bench.records import Manifest, lock_mismatch
+from bench.records import Figures, Manifest, lock_mismatch
 from bench.rundir import read_manifest, read_requests, read_server_metrics
+from bench.summary import FIGURES, summarize
 from serve.gpu import plan_worker
 
 
@@ -63,6 +65,50 @@ def sweep_points(sweep_dir: str | Path, by: str = "classes") -> pd.DataFrame:
             rows.append(row)
     warn_if_mixed_locks(manifests)
     return pd.DataFrame(rows)
+
+
+def assert_matches_manifests(table: pd.DataFrame, sweep_dir: str | Path, by: str = "classes",
+                             figures: list[str] | None = None) -> int:
+    """Assert that every figure a notebook shows from `table` (rows of `sweep_points`, or per-run totals with
+    by="all") is its run's manifest figure, and that the manifest's figure is what the run's own request
+    records give when summarized again (bench/summary.py). Returns how many figures were checked.
+
+    A total summed over groups is compared within its rounding; a decision figure (staleness, fresh share) with
+    the manifest's decisions, which come from `ticks.csv`, not from the request records."""
+    key = {"classes": "cls", "groups": "group", "all": None}[by]
+    decision_fields = set(DecisionFigures.model_fields)
+    checked = 0
+    for row in table.to_dict("records"):
+        run_dir = Path(sweep_dir) / str(row.get("path", row["run_id"]))
+        manifest = read_manifest(run_dir)
+        assert manifest.summary is not None, f"{run_dir}: the run has no summary"
+        again = summarize(read_requests(run_dir), manifest.summary.duration_s)
+        stored = manifest.summary.all if key is None else getattr(manifest.summary, by)[row[key]]
+        recomputed = again.all if key is None else getattr(again, by)[row[key]]
+        for name in figures or [f for f in Figures.model_fields if f in row]:
+            shown = None if pd.isna(row[name]) else row[name]
+            if name in decision_fields:
+                expected = getattr(manifest.summary.decisions, name) if manifest.summary.decisions else None
+            else:
+                expected = getattr(stored, name)
+                # A rate is recomputed over the summary's duration, which is kept to 0.01 s (up to 0.005 s off),
+                # so it may move by that share of itself, and by its last digit.
+                figure = FIGURES.get(name)
+                slack = (10.0 ** -figure.digits + abs(expected or 0) * 0.005 / manifest.summary.duration_s
+                         if figure and figure.per_second else 0.0)
+                assert _same(expected, getattr(recomputed, name), slack), \
+                    f"{run_dir} {row.get(key, 'all')} {name}: manifest {expected}, its requests give {getattr(recomputed, name)}"
+            tolerance = 0.0 if key is not None else 0.002  # a sum of rounded figures against the rounded total
+            assert _same(shown, expected, tolerance), \
+                f"{run_dir} {row.get(key, 'all')} {name}: shown {shown}, manifest {expected}"
+            checked += 1
+    return checked
+
+
+def _same(a: float | None, b: float | None, tolerance: float = 0.0) -> bool:
+    if a is None or b is None:
+        return a is None and b is None
+    return abs(float(a) - float(b)) <= tolerance + 1e-9
 
 
 def warn_if_mixed_locks(manifests: list[Manifest]) -> None:
