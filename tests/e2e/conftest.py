@@ -23,7 +23,8 @@ def stack_status() -> dict:
 
 @pytest.fixture(scope="session")
 def stack() -> dict:
-    """`python -m serve provision` then `up --detach --profile cpu`; yields `status --json`; `down` at the end.
+    """`python -m serve provision` then `up --detach --profile cpu` (with vLLM's development routes, for the
+    cache-reset tests); yields `status --json`; `down` at the end.
 
     With NPCBENCH_TEST_REUSE_STACK=1, a running cpu stack is used as it is and left running (for working on
     the tests; the tests that stop the stack or count restarts expect a fresh one)."""
@@ -37,7 +38,10 @@ def stack() -> dict:
         pytest.fail("a stack is already running on this machine: stop it with `python -m serve down` before the tests "
                     "(or set NPCBENCH_TEST_REUSE_STACK=1 to test against it)")
     subprocess.run([*SERVE, "provision", "--profile", "cpu"], check=True)
-    up = subprocess.run([*SERVE, "up", "--detach", "--profile", "cpu"], text=True, capture_output=True)
+    # worker_dev_endpoints: so the cache-reset tests can empty prefix caches (vLLM's /reset_prefix_cache); every
+    # other setting is the cpu profile's, and the workers still listen on 127.0.0.1 only.
+    up = subprocess.run([*SERVE, "up", "--detach", "--profile", "cpu", "--set", "worker_dev_endpoints=true"], text=True,
+                        capture_output=True)
     print(up.stdout, up.stderr)
     if up.returncode != 0:
         pytest.fail(f"`python -m serve up --detach` failed ({up.returncode}):\n{up.stdout}\n{up.stderr}")

@@ -11,8 +11,10 @@ from pathlib import Path
 
 import psutil
 import pytest
+from openai import OpenAI
 
-from bench.rundir import env_lock, read_manifest, read_requests, read_server_metrics, read_ticks
+from bench.metrics import PREFIX_CACHE_HITS, scrape, total
+from bench.rundir import env_lock, read_manifest, read_requests, read_server_metrics, read_ticks, reset_prefix_caches
 from bench.spec import load_mix
 
 pytestmark = pytest.mark.e2e
@@ -161,6 +163,39 @@ def test_a_trace_replay_sends_what_the_trace_says(stack: dict, results: Path, tm
 
 
 @pytest.mark.parametrize("stop", [signal.SIGINT, signal.SIGTERM], ids=["ctrl-c", "sigterm"])
+def test_reset_empties_a_workers_prefix_cache(stack: dict, counts) -> None:
+    """The same long prompt twice hits the cache; after vLLM's /reset_prefix_cache it finds nothing cached."""
+    worker = next(w for w in stack["workers"] if w["name"] == "light-0")
+    client = OpenAI(base_url=worker["url"] + "/v1", api_key="none", max_retries=0, timeout=120)
+    messages = [{"role": "user", "content": "the old mill by the river " * 60}]  # over two 128-token blocks
+
+    def hits_of_one_request() -> float:
+        before = scrape(worker["url"])
+        client.chat.completions.create(model=worker["model"], messages=messages, max_tokens=2)
+        return total(scrape(worker["url"]), PREFIX_CACHE_HITS) - total(before, PREFIX_CACHE_HITS)
+
+    hits_of_one_request()
+    warm = hits_of_one_request()
+    reset_prefix_caches({"light-0": worker["url"]})
+    cold = hits_of_one_request()
+    counts(f"prefix-cache hits of one request: {warm:g} tokens on a warm cache, {cold:g} after the reset")
+    assert warm >= 256 and cold == 0
+
+
+def test_repeats_start_from_emptied_caches_and_report_intervals(stack: dict, results: Path) -> None:
+    run = bench_run(results, "repeated", "--mix", "ambient", "--duration-s", "8", "--repeats", "2", "--cache", "reset",
+                    "--no-html-report")
+    assert run.returncode == 0, run.stderr[-2000:]
+    assert "2 repeats, each figure with its 95% interval" in run.stdout and "goodput_rps" in run.stdout
+    for k in range(2):
+        manifest = read_manifest(results / f"repeated-r{k}")
+        assert manifest.status == "complete" and manifest.cache.reset and not manifest.cache.warm
+        assert set(manifest.cache.at_start) == {w["name"] for w in stack["workers"]}
+    kept = bench_run(results, "kept", "--mix", "ambient", "--duration-s", "5", "--no-html-report")
+    assert kept.returncode == 0 and read_manifest(results / "kept").cache.warm  # the repeats' prompts are cached
+    assert "prefix caches at the start: warm" in kept.stdout
+
+
 def test_interrupted_run_still_leaves_a_readable_folder(stack: dict, results: Path, stop: signal.Signals) -> None:
     run_id = f"stopped-{stop.name}"
     run_dir = results / run_id
