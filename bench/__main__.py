@@ -169,6 +169,9 @@ def print_summary(run_dir: Path) -> None:
         print(f"  NPC-ticks: {d.npc_ticks}: fresh {d.fresh_share:.0%}, late {d.late_share:.0%}, fallback "
               f"{d.fallback_share:.0%}; staleness p50 {d.staleness_p50:g} / p95 {d.staleness_p95:g} / max "
               f"{d.staleness_max} ticks; thinking {d.thinking_share:.0%}; skipped {d.skipped}, cancelled {d.cancelled}")
+        for cls, c in summary.decisions_by_class.items():
+            print(f"    {cls}: {c.npc_ticks} NPC-ticks, fresh {c.fresh_share:.0%}, late {c.late_share:.0%}, fallback "
+                  f"{c.fallback_share:.0%}; staleness p95 {c.staleness_p95:g}, max {c.staleness_max}")
     if summary.server is None:
         return
     print(f"  output tokens: client {summary.all.output_tokens_total}, "

@@ -12,7 +12,7 @@ import pandas as pd
 from bench.capacity import kv_tokens
 from bench.decisions import DecisionFigures
 from bench.metrics import PREFIX_CACHE_HITS, PREFIX_CACHE_QUERIES, hit_rate
-from bench.records import Figures, Manifest, lock_mismatch
+from bench.records import Figures, Manifest, RunSummary, lock_mismatch
 from bench.rundir import read_manifest, read_requests, read_server_metrics
 from bench.summary import FIGURES, summarize
 from serve.gpu import plan_worker
@@ -58,7 +58,7 @@ def sweep_points(sweep_dir: str | Path, by: str = "classes") -> pd.DataFrame:
                    "offered_npcs": getattr(shape, "users", None) or getattr(shape, "npcs", None),
                    "tick_hz": getattr(shape, "tick_hz", None), "tick_policy": getattr(shape, "policy", None),
                    "duration_s": summary.duration_s, **figures.model_dump(),
-                   **(summary.decisions.model_dump() if summary.decisions else {})}
+                   **(d.model_dump() if (d := decisions_of(summary, name if by == "classes" else None)) else {})}
             if by == "groups":
                 row["workers"] = sum(w.group == name for w in manifest.stack.workers)
                 row["classes"] = [c for c, cls in manifest.mix.classes.items() if cls.group == name]
@@ -88,7 +88,8 @@ def assert_matches_manifests(table: pd.DataFrame, sweep_dir: str | Path, by: str
         for name in figures or [f for f in Figures.model_fields if f in row]:
             shown = None if pd.isna(row[name]) else row[name]
             if name in decision_fields:
-                expected = getattr(manifest.summary.decisions, name) if manifest.summary.decisions else None
+                decisions = decisions_of(manifest.summary, row[key] if by == "classes" else None)
+                expected = getattr(decisions, name) if decisions else None
             else:
                 expected = getattr(stored, name)
                 # A rate is recomputed over the summary's duration, which is kept to 0.01 s (up to 0.005 s off),
@@ -109,6 +110,11 @@ def _same(a: float | None, b: float | None, tolerance: float = 0.0) -> bool:
     if a is None or b is None:
         return a is None and b is None
     return abs(float(a) - float(b)) <= tolerance + 1e-9
+
+
+def decisions_of(summary: RunSummary, cls: str | None) -> DecisionFigures | None:
+    """A tick run's decision figures for one class where the run has them per class, else the run's."""
+    return summary.decisions_by_class.get(cls, summary.decisions) if cls else summary.decisions
 
 
 def warn_if_mixed_locks(manifests: list[Manifest]) -> None:

@@ -129,8 +129,10 @@ class DecisionFigures(BaseModel):
     staleness_p95: float
     staleness_max: int
     thinking_share: float | None = Field(None, description="of the NPCs' time, the share spent awaiting a reply")
-    cancelled: int = Field(0, description="requests cancelled by a newer tick (the `cancel` policy)")
-    skipped: int = Field(0, description="ticks an NPC sent nothing because it was still thinking (`skip`)")
+    cancelled: int | None = Field(0, description="requests cancelled by a newer tick (the `cancel` policy); None for "
+                                  "a class: counted per run")
+    skipped: int | None = Field(0, description="ticks an NPC sent nothing because it was still thinking (`skip`); "
+                                "None for a class: a skipped tick sends no request, so it has none")
 
 
 def decision_figures(ticks: list[NpcTick], ledgers: list[TickLedger]) -> DecisionFigures | None:
@@ -146,3 +148,11 @@ def decision_figures(ticks: list[NpcTick], ledgers: list[TickLedger]) -> Decisio
         staleness_p50=float(np.percentile(staleness, 50)), staleness_p95=float(np.percentile(staleness, 95)),
         staleness_max=int(staleness.max()), thinking_share=thinking,
         cancelled=sum(ledger.cancelled for ledger in ledgers), skipped=sum(ledger.skipped for ledger in ledgers))
+
+
+def decisions_by_class(ticks: list[NpcTick]) -> dict[str, DecisionFigures]:
+    """Each class's NPC-ticks (those whose tick sent a request of that class) summed up: shares and staleness.
+    Thinking time, skips and cancellations belong to an NPC's whole loop, so they are given per run only."""
+    classes = sorted({t.cls for t in ticks if t.cls is not None})
+    figures = {cls: decision_figures([t for t in ticks if t.cls == cls], []) for cls in classes}
+    return {cls: f.model_copy(update={"cancelled": None, "skipped": None}) for cls, f in figures.items() if f}

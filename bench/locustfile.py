@@ -27,7 +27,7 @@ from locust.html import get_html_report
 from locust.stats import PERCENTILES_TO_REPORT, StatsCSV
 
 from bench.client import Direct, send
-from bench.decisions import Cancelled, NpcTick, TickLedger, decision_figures
+from bench.decisions import Cancelled, NpcTick, TickLedger, decision_figures, decisions_by_class
 from bench.metrics import prefix_cache_hit_rates
 from bench.npc import NPC
 from bench.options import LoadOptions
@@ -240,8 +240,10 @@ class LocustRun:
             return
         self.ticks.extend(ticks)
         period_ms = 1000 / self.mix.mix.shape.tick_hz if isinstance(self.mix.mix.shape, TickBurst) else 0.0
-        for t in ticks:  # Locust's DECISION rows: response time is the decision's age; fallback ticks are failures
-            events.request.fire(request_type="DECISION", name=t.decision, response_time=t.staleness * period_ms,
+        for t in ticks:  # Locust's DECISION rows per class and outcome: response time is the decision's age;
+            # fallback ticks are failures; a tick that sent nothing (`skip`) is "no request"
+            events.request.fire(request_type="DECISION", name=f"{t.cls or 'no request'}: {t.decision}",
+                                response_time=t.staleness * period_ms,
                                 response_length=0, context={},
                                 exception=FellBack("fallback behaviour ran") if t.decision == "fallback" else None)
 
@@ -288,6 +290,7 @@ class LocustRun:
             self.closed([t for ledger in self.ledgers.values() for t in ledger.close()])
             write_ticks(run_dir, self.ticks)
             summary.decisions = decision_figures(self.ticks, list(self.ledgers.values()))
+            summary.decisions_by_class = decisions_by_class(self.ticks)
         self._write_locust_reports(environment, run_dir)
         status: RunStatus = "failed" if self.stack_lost else "complete" if self.shape_finished else "interrupted"
         if self.stack_lost:

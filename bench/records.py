@@ -187,6 +187,8 @@ class RunSummary(BaseModel):
     server: ServerSummary | None = None
     decisions: DecisionFigures | None = Field(None, description="tick shape: fresh, late and fallback NPC-ticks, "
                                               "staleness, thinking share")
+    decisions_by_class: dict[str, DecisionFigures] = Field(
+        default_factory=dict, description="tick shape: the same per class, over the ticks that sent a request of it")
 
 
 class Manifest(Provenance):

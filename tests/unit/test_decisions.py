@@ -7,7 +7,7 @@ from types import SimpleNamespace
 
 import pytest
 
-from bench.decisions import Cancelled, TickLedger, decision_figures
+from bench.decisions import Cancelled, NpcTick, TickLedger, decision_figures, decisions_by_class
 from bench.npc import NPC
 from bench.records import RequestRecord
 from bench.shapes.tick import TickBurst
@@ -191,3 +191,15 @@ def test_the_tick_policy_is_a_load_option_of_tick_mixes_only() -> None:
     assert load_mix("ambient", tick_policy="skip").mix.shape.policy == "skip"
     with pytest.raises(MixError, match="--tick-policy applies to a tick shape; this mix's shape is closed"):
         load_mix("npc-cpu", tick_policy="skip")
+
+
+def test_decisions_per_class_count_the_ticks_that_sent_that_class() -> None:
+    ticks = [NpcTick(npc_id="a", tick=0, decision="fresh", staleness=0, cls="ambient"),
+             NpcTick(npc_id="a", tick=1, decision="fallback", staleness=1, cls="ambient"),
+             NpcTick(npc_id="b", tick=0, decision="fresh", staleness=0, cls="dialogue"),
+             NpcTick(npc_id="b", tick=1, decision="fallback", staleness=1, cls=None)]  # skipped: sent nothing
+    by_class = decisions_by_class(ticks)
+    assert set(by_class) == {"ambient", "dialogue"}
+    assert (by_class["ambient"].npc_ticks, by_class["ambient"].fresh_share, by_class["ambient"].fallback_share) == (2, 0.5, 0.5)
+    assert by_class["dialogue"].fresh_share == 1.0 and by_class["dialogue"].staleness_max == 0
+    assert by_class["ambient"].skipped is None and by_class["ambient"].thinking_share is None  # per run only
