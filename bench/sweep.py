@@ -48,8 +48,8 @@ class SweepSpec(BaseModel):
     points: list[dict[str, Any]] = Field(default_factory=list, description="serve settings named one by one "
                                          "(dotted path -> value; {} is the profile as is), instead of a grid")
     load: dict[str, list[Any]] = Field(default_factory=dict, description="mix / npcs / rate_rps / duration_s -> values")
-    repeats: int = Field(1, ge=1, description="runs of every load point, one after the other on the same stack; "
-                         "the index has a row for each (`repeat` 0, 1, ...)")
+    repeats: int = Field(3, ge=1, description="runs of every load point, one after the other on the same stack, "
+                         "three by default as `vllm bench sweep` does; the index has a row for each (`repeat` 0, 1, ...)")
     cache: Literal["reset", "restart", "keep"] = Field(
         "reset", description="the workers' prefix caches before every run: reset (emptied through vLLM's "
         "/reset_prefix_cache; the sweep starts its stacks with worker_dev_endpoints), restart (a fresh stack for "

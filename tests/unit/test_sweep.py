@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 from bench.spec import MixError
@@ -68,3 +70,20 @@ def test_repeats_name_each_run_of_a_load_point(tmp_path) -> None:
     assert load_sweep(path).repeats == 2
     assert [run_name(0, j, r, 2) for j in range(2) for r in range(2)] == ["s0-l0-r0", "s0-l0-r1", "s0-l1-r0", "s0-l1-r1"]
     assert run_name(1, 3, 0, 1) == "s1-l3"  # without repeats, the names sweeps always had
+
+
+def test_a_sweep_runs_each_point_three_times_from_emptied_caches_unless_told(tmp_path) -> None:
+    path = tmp_path / "plain.toml"
+    path.write_text('mix = "ambient"\n')
+    sweep = load_sweep(path)
+    assert (sweep.repeats, sweep.cache) == (3, "reset")  # as vllm bench sweep runs and resets by default
+    path.write_text('mix = "ambient"\ncache = "sometimes"\n')
+    with pytest.raises(MixError, match="cache"):
+        load_sweep(path)
+
+
+def test_committed_single_run_sweeps_say_how_their_results_ran() -> None:
+    """Sweep files whose committed results are single runs on warm caches pin that, so they regenerate alike."""
+    for name in ("cpu-sample", "cpu-tick", "cpu-routing", "cpu-defaults", "cpu-capacity", "cpu-tick-policies"):
+        sweep = load_sweep(Path(__file__).resolve().parents[2] / "bench" / "sweeps" / f"{name}.toml")
+        assert (sweep.repeats, sweep.cache) == (1, "keep"), name
