@@ -76,7 +76,8 @@ def failed_start(runner) -> str | None:
     if shape is None or not shape.dead or shape.exception is None:
         return None
     runner.shape_greenlet = None
-    return f"the run did not start: {type(shape.exception).__name__}: {shape.exception}"
+    what = "the run did not start" if runner.state == "ready" else "the run's load shape failed"
+    return f"{what}: {type(shape.exception).__name__}: {shape.exception}"
 
 
 def add_start_page(web_ui, mix_names: list[str]) -> None:

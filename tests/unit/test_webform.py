@@ -27,6 +27,7 @@ from bench.options import LoadOptions
 from bench.rundir import read_manifest
 from bench.spec import mix_names
 from bench.webform import CHARTS_URL, START_PATH, add_start_page, options_from_form
+from serve.state import state_path
 
 FORM_FIELDS = ["mix", "tick_policy", "npcs", "duration_s", "rate_rps"]
 
@@ -166,6 +167,15 @@ def test_bench_ui_runs_the_mix_started_from_its_form(fake_stack, tmp_path) -> No
     with bench_ui(tmp_path / "results") as base:
         opened = httpx.get(base + "/", follow_redirects=True, timeout=10)
         assert opened.url.path == START_PATH and FormFields(opened.text).names == FORM_FIELDS
+        # With no stack, the start fails in the shape's first tick: the page says why, and the next start may go.
+        state = state_path()
+        hidden = state.rename(state.with_suffix(".hidden"))
+        httpx.post(base + START_PATH, data={"mix": "ambient"}, timeout=10)
+        deadline = time.monotonic() + 30
+        while "did not start" not in (page := httpx.get(base + START_PATH, timeout=10).text) and time.monotonic() < deadline:
+            time.sleep(0.5)
+        assert "the run did not start: NoStackError" in page
+        hidden.rename(state)
         started = httpx.post(base + START_PATH, data={"mix": "ambient", "tick_policy": "skip", "npcs": "2",
                                                       "duration_s": "4"}, timeout=10)
         assert started.status_code == 303 and started.headers["location"] == CHARTS_URL
