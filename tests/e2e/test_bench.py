@@ -162,7 +162,6 @@ def test_a_trace_replay_sends_what_the_trace_says(stack: dict, results: Path, tm
     assert (sent.prompt_tokens >= sent.prompt_tokens_drawn).all()  # the worker counts the chat template too
 
 
-@pytest.mark.parametrize("stop", [signal.SIGINT, signal.SIGTERM], ids=["ctrl-c", "sigterm"])
 def test_reset_empties_a_workers_prefix_cache(stack: dict, counts) -> None:
     """The same long prompt twice hits the cache; after vLLM's /reset_prefix_cache it finds nothing cached."""
     worker = next(w for w in stack["workers"] if w["name"] == "light-0")
@@ -196,6 +195,7 @@ def test_repeats_start_from_emptied_caches_and_report_intervals(stack: dict, res
     assert "prefix caches at the start: warm" in kept.stdout
 
 
+@pytest.mark.parametrize("stop", [signal.SIGINT, signal.SIGTERM], ids=["ctrl-c", "sigterm"])
 def test_interrupted_run_still_leaves_a_readable_folder(stack: dict, results: Path, stop: signal.Signals) -> None:
     run_id = f"stopped-{stop.name}"
     run_dir = results / run_id
