@@ -3,7 +3,7 @@
     python -m bench run --mix npc-cpu [--duration-s 60] [--npcs N] [--rate-rps R]   headless run -> results/<run-id>/
                         [--repeats 3] [--cache reset]                             ... repeated, from empty prefix caches
                         [--direct light-0]                                        ... straight to one worker
-    python -m bench ui [--mix npc-cpu]                                             Locust web UI on 127.0.0.1:8089
+    python -m bench ui [--mix npc-cpu]                                             web UI on 127.0.0.1:8089/npc
     python -m bench sweep FILE.toml                                                serve settings x load levels
     python -m bench show RUN_DIR [RUN_DIR ...]                                     runs' per-class summaries
     python -m bench compare A B [C ...]                                            runs or sweep points side by side
@@ -137,8 +137,11 @@ def run_until_done(command: list[str]) -> int:
 
 
 def cmd_ui(args: argparse.Namespace) -> int:
+    from bench.webform import START_PATH
+
     state = ready_stack()
-    print(f"Locust web UI: http://{args.web_host}:{args.web_port}  (stack: {state.base_url}); Ctrl-C stops it", flush=True)
+    print(f"Web UI: http://{args.web_host}:{args.web_port}{START_PATH}  (pick a mix and start it; then Locust's own charts; "
+          f"stack: {state.base_url}); Ctrl-C stops it", flush=True)
     command = [*locust_args(args, state.spec.proxy.timeout_s), "--web-host", args.web_host, "--web-port", str(args.web_port),
                "--host", state.base_url]
     return run_until_done(command)

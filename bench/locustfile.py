@@ -1,6 +1,6 @@
 """Locust entry point: NPC traffic mixes against the stack that `python -m serve up` runs.
 
-    python -m bench ui                     # web UI on http://127.0.0.1:8089, mixes selectable
+    python -m bench ui                     # web UI: a start form on http://127.0.0.1:8089/npc, then Locust's charts
     python -m bench run --mix npc-cpu      # headless, with a progress line and a summary
     locust -f bench/locustfile.py --mix npc-cpu --headless     # the same, by hand
 
@@ -49,6 +49,7 @@ from bench.scrape import ServerScraper, Target
 from bench.shapes.tick import TickBurst
 from bench.spec import ResolvedMix, check_fits, direct_worker, load_mix, mix_names
 from bench.summary import memory_trend, summarize
+from bench.webform import add_start_page
 from serve.process import pid_alive
 from serve.state import NOT_READY, StackState, master_key, now_iso, ready_state
 
@@ -84,12 +85,21 @@ def mix_choices(argv: list[str]) -> list[str]:
     return mix_names() + [g for g in given if g.endswith(".toml")]
 
 
+MIXES = mix_choices(sys.argv)
+
+
 @events.init_command_line_parser.add_listener
 def _arguments(parser) -> None:
-    LoadOptions.add_arguments(parser, locust=True, mix_choices=mix_choices(sys.argv))
+    LoadOptions.add_arguments(parser, locust=True, mix_choices=MIXES)
     parser.add_argument("--run-dir", default="", include_in_web_ui=False, help="exact folder for this run")
     parser.add_argument("--skip-html-report", action="store_true", include_in_web_ui=False,
                         help="write Locust's CSVs but not its ~1 MB HTML report (for sample sets kept in git)")
+
+
+@events.init.add_listener
+def _start_page(environment, web_ui=None, **kwargs) -> None:
+    if web_ui is not None:  # the web UI opens on our own form: mix first (bench/webform.py)
+        add_start_page(web_ui, MIXES)
 
 
 class LocustRun:
