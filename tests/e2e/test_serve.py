@@ -116,9 +116,10 @@ def test_proxy_metrics_need_the_key(stack: dict) -> None:
     for key in (None, "not-a-key", stack["key"][:-1]):
         headers = {} if key is None else {"Authorization": f"Bearer {key}"}
         refused = httpx.get(url, headers=headers, timeout=30)
-        assert refused.status_code == 401 and "litellm_" not in refused.text, (key is None, refused.status_code)
+        # The refusal names LiteLLM's setting (`litellm_settings...`) but holds no metric: no exposition lines.
+        assert refused.status_code == 401 and "# TYPE" not in refused.text, (key is None, refused.status_code)
     allowed = httpx.get(url, headers={"Authorization": f"Bearer {stack['key']}"}, timeout=30)
-    assert allowed.status_code == 200 and "litellm_" in allowed.text
+    assert allowed.status_code == 200 and "# TYPE litellm_" in allowed.text
 
 
 def test_workers_and_proxy_listen_on_loopback_only(stack: dict) -> None:
