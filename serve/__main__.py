@@ -24,7 +24,7 @@ import yaml
 from serve import paths
 from serve.process import pid_alive, probe
 from serve.provision import PROVISIONERS
-from serve.render import MASTER_KEY_ENV, litellm_config, vllm_command, vllm_env
+from serve.render import MASTER_KEY_ENV, litellm_config, vllm_env, worker_command
 from serve.settings import settings
 from serve.spec import SpecError, StackSpec, default_profile, load_profile
 from serve.state import key_path, master_key, read_state, running_state, to_json
@@ -147,11 +147,14 @@ def cmd_status(args: argparse.Namespace) -> int:
         for worker in data["workers"]:
             worker["healthy"] = alive and probe(client, worker["url"] + "/health")
         data["proxy"]["healthy"] = alive and probe(client, data["proxy_url"] + "/health/readiness")
+    if data.get("redis"):
+        data["redis"]["healthy"] = alive and pid_alive(data["redis"]["pid"])
     if args.json:
         print(json.dumps(data, indent=2))
     else:
         print(f"profile {state.profile}: {state.phase} (supervisor pid {state.supervisor_pid}, since {state.started_at})")
-        for proc in [{**data["proxy"], "name": "proxy", "url": state.base_url}, *data["workers"]]:
+        redis = [data["redis"]] if data.get("redis") else []
+        for proc in [{**data["proxy"], "name": "proxy", "url": state.base_url}, *data["workers"], *redis]:
             health = "healthy" if proc["healthy"] else "GAVE UP" if proc["gave_up"] else "down"
             group = f"group {proc['group']:6}" if "group" in proc else " " * 12
             print(f"  {proc['name']:8} {proc['url']:28} {health:8} {group} pid {proc['pid']}  "
@@ -186,11 +189,15 @@ def cmd_provision(args: argparse.Namespace) -> int:
 
 
 def cmd_check(args: argparse.Namespace) -> int:
+    from serve.render import sim_config
     from serve.vllm_check import check_stack
 
     spec = load(args)
     for name, ns in check_stack(spec).items():
         print(f"{name}: vLLM accepts its command line (model {ns.model}, max_model_len {ns.max_model_len})")
+    for worker in spec.workers:
+        if spec.group_of(worker).engine == "sim":
+            print(f"{worker.name}: simulated worker (serve/sim), {sim_config(spec, worker).engine.num_blocks} KV blocks")
     if spec.device == "cuda":
         return check_gpus(spec)
     return 0
@@ -232,8 +239,9 @@ def cmd_render(args: argparse.Namespace) -> int:
         if worker.is_external:
             print(f"# {worker.name}: external, {worker.external_url}")
             continue
-        env = " ".join(f"{k}={v}" for k, v in vllm_env(spec, worker).items())
-        print(f"# {worker.name} ({worker.group})\n{env} {shlex.join(vllm_command(spec, worker, vllm='vllm'))}\n")
+        env = "".join(f"{k}={v} " for k, v in vllm_env(spec, worker).items())
+        command = shlex.join(worker_command(spec, worker, vllm="vllm", python="python"))
+        print(f"# {worker.name} ({worker.group})\n{env}{command}\n")
     print("# LiteLLM config.yaml")
     print(yaml.safe_dump(litellm_config(spec), sort_keys=False))
     return 0

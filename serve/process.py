@@ -9,6 +9,7 @@ import signal
 import socket
 import subprocess
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO
@@ -101,6 +102,7 @@ class Managed:
     restarts: int = 0
     next_restart_at: float | None = None
     gave_up: bool = False
+    ready: Callable[[], bool] | None = None  # for a process that does not speak HTTP (Redis): its own readiness check
     _log_file: IO | None = field(default=None, repr=False)
 
     def start(self, mode: str = "w") -> None:
@@ -121,7 +123,7 @@ class Managed:
         return self.popen.poll() if self.popen else None
 
     def healthy(self, client: httpx.Client) -> bool:
-        return probe(client, self.url + self.health_path)
+        return self.ready() if self.ready else probe(client, self.url + self.health_path)
 
     def stop(self) -> None:
         if self.popen and self.popen.poll() is None:

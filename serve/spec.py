@@ -58,10 +58,28 @@ class ModelSpec(_Strict):
         return 2 * self.num_layers * self.num_kv_heads * self.head_dim * dtype_bytes
 
 
+class SimLatency(_Strict):
+    """How long a simulated worker's engine step takes (serve/sim/): a model of a continuous-batching engine, never
+    a measurement of one. Each figure says where it came from in `source`."""
+
+    source: str = Field(description="where these numbers come from: a calibration run, or a model's reasoning")
+    request_overhead_ms: float = Field(0.0, ge=0, description="per request, before it queues (the API server's "
+                                       "chat template and tokenizing)")
+    step_overhead_ms: float = Field(ge=0, description="every engine step, whatever it computes")
+    prefill_ms_per_token: float = Field(ge=0, description="per prompt token computed (not found in the prefix cache)")
+    decode_ms_per_seq: float = Field(ge=0, description="per sequence that decodes one token in the step")
+    decode_ms_per_kv_token: float = Field(0.0, ge=0, description="per token of context the step's decoding "
+                                          "sequences attend to (reading their KV cache)")
+
+
 class GroupSpec(_Strict):
     """Engine settings shared by every worker of one model group."""
 
     model: str = Field(description="a key of the profile's [models] table")
+    engine: Literal["vllm", "sim"] = Field(
+        "vllm", description="`sim`: a simulated worker (serve/sim/) stands in for vLLM, with this group's batch and "
+        "KV settings and the latency model in `sim`; every run against it is labelled simulated")
+    sim: SimLatency | None = Field(None, description="the simulated worker's latency model; only with engine = sim")
     dtype: Literal["auto", "bfloat16", "float16", "float32"] = Field("auto", description="weights and KV cache")
     max_model_len: int = Field(gt=0)
     max_num_seqs: int = Field(gt=0)
@@ -129,6 +147,15 @@ class ProxySpec(_Strict):
     redis_host: str | None = Field(None, description="share routing state (cooldowns, usage, latency) with other proxy "
                                    "instances through this Redis; its password comes from $REDIS_PASSWORD")
     redis_port: int = Field(6379, ge=1, le=65535)
+    start_redis: bool = Field(False, description="the stack starts its own redis-server on 127.0.0.1:redis_port, with a "
+                              "password made at each start, and the proxy processes share routing state (session pins, "
+                              "cooldowns, usage) through it")
+
+    @model_validator(mode="after")
+    def _one_redis(self) -> ProxySpec:
+        if self.start_redis and self.redis_host:
+            raise ValueError("give either redis_host (a Redis started elsewhere) or start_redis = true, not both")
+        return self
 
 
 class StackSpec(_Strict):
@@ -162,6 +189,9 @@ class StackSpec(_Strict):
                                 "vocab_size (from its config.json) to plan GPU memory")
             if getattr(group, device_field) is None:
                 problems.append(f"group {group_name}: set {device_field} for a {self.device} profile")
+            if (group.engine == "sim") != (group.sim is not None):
+                problems.append(f"group {group_name}: engine = \"sim\" needs a [groups.{group_name}.sim] latency "
+                                "model, and only it takes one")
         for group_name in ("heavy", "light"):
             if not any(w.group == group_name for w in self.workers):
                 problems.append(f"group {group_name} has no worker")
@@ -204,6 +234,11 @@ class StackSpec(_Strict):
                     f"keep it at or under {MAX_GPU_MEMORY_UTILIZATION_PER_GPU}"
                 )
         return problems
+
+    @property
+    def simulated(self) -> bool:
+        """Some worker is a simulated one: no figure of this stack is a measurement of an inference engine."""
+        return any(group.engine == "sim" for group in self.groups.values())
 
     def group_of(self, worker: WorkerSpec) -> GroupSpec:
         return self.groups[worker.group]

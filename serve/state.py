@@ -45,6 +45,7 @@ class StackState(BaseModel):
     supervisor_log: str | None = None
     proxy: ProcessState
     workers: list[WorkerState]
+    redis: ProcessState | None = Field(None, description="the Redis the stack started (proxy.start_redis)")
     started_at: str
     error: str | None = None
     spec: StackSpec = Field(description="the stack spec as it runs")

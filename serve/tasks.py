@@ -123,6 +123,25 @@ def ensure_venv() -> None:
     say(f"installed in {time.monotonic() - started:.0f} s")
 
 
+# Programs the stack starts that are not Python packages: {command: its Debian package}. pixi installs them from
+# conda-forge (pixi.toml's [dependencies]); here apt-get does, when this runs as root on Debian.
+SYSTEM_COMMANDS = {"redis-server": "redis-server"}  # the Redis a stack with proxy.start_redis = true starts
+
+
+def ensure_system_commands() -> None:
+    missing = [package for command, package in SYSTEM_COMMANDS.items() if shutil.which(command) is None]
+    if not missing:
+        return
+    if shutil.which("apt-get") is None or os.geteuid() != 0:
+        say(f"not installed: {', '.join(missing)}; install them with your package manager (Debian: "
+            f"`apt-get install {' '.join(missing)}`) for the stacks that start them")
+        return
+    say(f"installing {', '.join(missing)} with apt-get")
+    run(["apt-get", "update", "-qq"])
+    run(["apt-get", "install", "-y", "-qq", "--no-install-recommends", *missing],
+        env={**os.environ, "DEBIAN_FRONTEND": "noninteractive"})
+
+
 def load_tasks() -> dict:
     return tomllib.loads((ROOT / "pixi.toml").read_text())["tasks"]
 
@@ -156,6 +175,7 @@ def main() -> None:
         print("\ntasks in pixi.toml: " + ", ".join(sorted(tasks)))
         return
     ensure_venv()
+    ensure_system_commands()
     try:
         run_task(sys.argv[1], tasks, sys.argv[2:], set())
     except KeyboardInterrupt:

@@ -40,10 +40,11 @@ def parse_vllm_args(args: list[str]) -> argparse.Namespace:
 
 
 def check_stack(spec: StackSpec) -> dict[str, argparse.Namespace]:
-    """Every started worker's arguments, parsed by vLLM: {worker name: namespace}."""
+    """Every started vLLM worker's arguments, parsed by vLLM: {worker name: namespace}. Simulated workers are
+    not vLLM; their config is checked by its own model when it is rendered."""
     problems, parsed = [], {}
     for worker in spec.workers:
-        if worker.is_external:
+        if worker.is_external or spec.group_of(worker).engine == "sim":
             continue
         try:
             parsed[worker.name] = parse_vllm_args(vllm_args(spec, worker))

@@ -8,8 +8,17 @@ from pathlib import Path
 
 import pytest
 
-from serve.render import MASTER_KEY_ENV, litellm_command, litellm_config, proxy_env, vllm_args, vllm_command, vllm_env
-from serve.spec import load_profile
+from serve.render import (
+    MASTER_KEY_ENV,
+    litellm_command,
+    litellm_config,
+    proxy_env,
+    redis_conf,
+    vllm_args,
+    vllm_command,
+    vllm_env,
+)
+from serve.spec import SpecError, load_profile
 
 
 def flag(args: list[str], name: str) -> str:
@@ -150,3 +159,15 @@ def test_vllms_development_routes_are_off_unless_the_spec_asks() -> None:
     assert all("VLLM_SERVER_DEV_MODE" not in vllm_env(spec, w) for w in spec.workers)
     opened = load_profile("cpu", ["worker_dev_endpoints=true"])
     assert all(vllm_env(opened, w)["VLLM_SERVER_DEV_MODE"] == "1" for w in opened.workers)
+
+
+def test_a_redis_the_stack_starts_listens_on_loopback_with_a_password_and_keeps_nothing() -> None:
+    spec = load_profile("cpu", ["proxy.start_redis=true", "proxy.redis_port=6390", "proxy.num_workers=2"])
+    router = litellm_config(spec)["router_settings"]
+    assert (router["redis_host"], router["redis_port"]) == ("127.0.0.1", 6390)
+    assert router["redis_password"] == "os.environ/REDIS_PASSWORD"
+    conf = dict(line.split(" ", 1) for line in redis_conf(spec, "pw-123").splitlines())
+    assert conf == {"bind": "127.0.0.1", "port": "6390", "requirepass": "pw-123", "protected-mode": "yes",
+                    "save": '""', "appendonly": "no", "daemonize": "no"}
+    with pytest.raises(SpecError, match="either redis_host"):
+        load_profile("cpu", ["proxy.start_redis=true", "proxy.redis_host=10.0.0.5"])
