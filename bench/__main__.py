@@ -26,7 +26,7 @@ from pydantic import ValidationError
 from bench.analysis import sweep_index
 from bench.options import LoadOptions
 from bench.records import lock_mismatch
-from bench.rundir import DIRTY_TREE_NOTE, git_info, new_run_id, read_manifest, read_requests
+from bench.rundir import DIRTY_TREE_NOTE, git_info, labelled_run_id, new_run_id, read_manifest, read_requests
 from bench.spec import MixError, check_fits, direct_worker, load_mix, mix_names
 from bench.stats import LEVEL
 from serve.settings import settings
@@ -75,7 +75,11 @@ def cmd_run(args: argparse.Namespace) -> int:
         return fail("--repeats must be at least 1")
     if git_info().dirty:
         print(f"warning: {DIRTY_TREE_NOTE}", file=sys.stderr, flush=True)
-    run_id = args.run_id or new_run_id(mix.name)
+    run_id = labelled_run_id(args.run_id, state.spec.simulated) if args.run_id else (
+        new_run_id(mix.name, simulated=state.spec.simulated))
+    if state.spec.simulated:
+        print(f"warning: this stack's workers are simulated (profile {state.spec.profile}); the run is labelled "
+              f"{run_id} and its manifest says so", file=sys.stderr, flush=True)
     run_dirs = [Path(args.results_dir) / (run_id if args.repeats == 1 else f"{run_id}-r{k}") for k in range(args.repeats)]
     for run_dir in run_dirs:
         if (code := run_once(args, state, mix, run_dir)) != 0:
@@ -175,6 +179,10 @@ def print_summary(run_dir: Path) -> None:
         for cls, c in summary.decisions_by_class.items():
             print(f"    {cls}: {c.npc_ticks} NPC-ticks, fresh {c.fresh_share:.0%}, late {c.late_share:.0%}, fallback "
                   f"{c.fallback_share:.0%}; staleness p95 {c.staleness_p95:g}, max {c.staleness_max}")
+    if load := summary.client:
+        print(f"  load generator: {load.cpu_s:g} CPU s ({load.cpu_ms_per_request} ms a request); its 100 ms timers "
+              f"fired late by {load.loop_lag_p50_ms:g} ms (p50), {load.loop_lag_p99_ms:g} ms (p99), "
+              f"{load.loop_lag_max_ms:g} ms (max)")
     if summary.server is None:
         return
     print(f"  output tokens: client {summary.all.output_tokens_total}, "
@@ -288,6 +296,23 @@ def cmd_fidelity(args: argparse.Namespace) -> int:
     return 0 if record.agree else 1
 
 
+def cmd_calibrate(args: argparse.Namespace) -> int:
+    from bench.calibrate import run_calibration
+
+    state = ready_stack()
+    names = [w.name for w in state.workers]
+    if unknown := [w for w in args.worker if w not in names]:
+        return fail(f"--worker {unknown[0]}: the stack's workers are {', '.join(names)}")
+    if state.spec.simulated:
+        return fail(f"profile {state.spec.profile} has simulated workers: calibrate against real vLLM workers")
+    record = run_calibration(state, args.worker, Path(args.results_dir), args.run_id or new_run_id("calibration"))
+    for worker_fit in record.fits:
+        print(f"{worker_fit.worker}: {worker_fit.latency.model_dump_json(exclude={'source'})} "
+              f"(rmse prefill {worker_fit.prefill_rmse_ms} ms, decode {worker_fit.decode_rmse_ms} ms)")
+    print(f"results: {Path(args.results_dir) / record.run_id}")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -345,6 +370,11 @@ def main(argv: list[str] | None = None) -> int:
     overhead.add_argument("--results-dir", default=str(settings().results))
     overhead.add_argument("--run-id", help="folder name under --results-dir (default: <UTC time>-overhead-<label>)")
     overhead.set_defaults(func=cmd_overhead)
+    calibrate = sub.add_parser("calibrate", help="fit the simulated worker's latency model to real workers")
+    calibrate.add_argument("--worker", action="append", required=True, help="a worker to probe (repeatable)")
+    calibrate.add_argument("--results-dir", default=str(settings().results))
+    calibrate.add_argument("--run-id", help="folder name under --results-dir (default: <UTC time>-calibration)")
+    calibrate.set_defaults(func=cmd_calibrate)
     args = parser.parse_args(argv)
     try:
         return args.func(args)

@@ -14,6 +14,7 @@ from __future__ import annotations
 import csv
 import itertools
 import random
+import resource
 import sys
 import time
 from pathlib import Path
@@ -22,6 +23,7 @@ import gevent
 import gevent.lock
 import gevent.pool
 import openai
+import pandas as pd
 from locust import LoadTestShape, User, events, task
 from locust.html import get_html_report
 from locust.stats import PERCENTILES_TO_REPORT, StatsCSV
@@ -31,9 +33,10 @@ from bench.decisions import Cancelled, NpcTick, TickLedger, decision_figures, de
 from bench.metrics import prefix_cache_hit_rates
 from bench.npc import NPC
 from bench.options import LoadOptions
-from bench.records import Manifest, RequestRecord, RunStatus, ServerSummary, meets_slo
+from bench.records import ClientLoad, Manifest, RequestRecord, RunStatus, ServerSummary, meets_slo
 from bench.rundir import (
     DIRTY_TREE_NOTE,
+    SIMULATED_NOTE,
     RunDir,
     cache_state,
     new_run_id,
@@ -55,6 +58,14 @@ from serve.state import NOT_READY, StackState, master_key, now_iso, ready_state
 
 # The workers' counters the run summary compares with what the client counted.
 SETTLED_COUNTERS = ("vllm:generation_tokens_total", "vllm:prompt_tokens_total", "vllm:request_success_total")
+
+
+LAG_PROBE_S = 0.1
+
+
+def cpu_seconds() -> float:
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
 
 
 class NoStackError(RuntimeError):
@@ -163,7 +174,7 @@ class LocustRun:
     def start(self, environment) -> None:
         self.prepare(environment)
         options, run_dir = LoadOptions.from_args(environment.parsed_options), environment.parsed_options.run_dir
-        run_id = Path(run_dir).name if run_dir else new_run_id(self.mix.name)
+        run_id = Path(run_dir).name if run_dir else new_run_id(self.mix.name, simulated=self.stack.spec.simulated)
         path = Path(run_dir) if run_dir else options.results_dir / run_id
         workers = {w.name: w.url for w in self.stack.workers}
         manifest = Manifest(
@@ -185,9 +196,12 @@ class LocustRun:
         manifest.cache = cache_state(self.scraper.window.first, list(workers), reset=self.cache_reset)
         if manifest.git.dirty:
             manifest.notes.append(DIRTY_TREE_NOTE)
+        if manifest.simulated:
+            manifest.notes.insert(0, SIMULATED_NOTE)
         self.dir.write_manifest()
         self.counts = {}
-        self.background = [gevent.spawn(self._scrape_loop, options.scrape_interval_s)]
+        self.cpu_at_start, self.loop_lags = cpu_seconds(), list[float]()
+        self.background = [gevent.spawn(self._scrape_loop, options.scrape_interval_s), gevent.spawn(self._lag_loop)]
         print(f"[bench] run {run_id}: mix {self.mix.name} ({self.mix.mix.shape.kind} shape), "
               f"writing {path}", file=sys.stderr, flush=True)
 
@@ -205,6 +219,20 @@ class LocustRun:
             counts = " ".join(f"{k}={v}" for k, v in sorted(self.counts.items()))
             print(f"[bench] {elapsed:5.0f}/{shape.duration_s:.0f} s  in flight {len(self.inflight)}  {counts}",
                   file=sys.stderr, flush=True)
+
+    def _lag_loop(self) -> None:
+        """How late the load generator's own timers fire: the error in every time it takes."""
+        while True:
+            asked = time.perf_counter()
+            gevent.sleep(LAG_PROBE_S)
+            self.loop_lags.append(time.perf_counter() - asked - LAG_PROBE_S)
+
+    def client_load(self, requests: int) -> ClientLoad:
+        cpu = cpu_seconds() - self.cpu_at_start
+        lags_ms = pd.Series(self.loop_lags or [0.0]) * 1000
+        return ClientLoad(cpu_s=round(cpu, 3), cpu_ms_per_request=round(cpu * 1000 / requests, 3) if requests else None,
+                          loop_lag_p50_ms=round(lags_ms.quantile(0.5), 3), loop_lag_p99_ms=round(lags_ms.quantile(0.99), 3),
+                          loop_lag_max_ms=round(lags_ms.max(), 3))
 
     # -- per request
     def pick_class(self):
@@ -296,6 +324,7 @@ class LocustRun:
         duration = time.time() - self.t0
         summary = summarize(read_requests(run_dir.path), duration)
         summary.server = self.server_summary(run_dir)
+        summary.client = self.client_load(summary.all.requests)
         if self.ledgers:  # every NPC's last ticks, now that their replies are in
             self.closed([t for ledger in self.ledgers.values() for t in ledger.close()])
             write_ticks(run_dir, self.ticks)

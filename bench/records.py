@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import BaseModel, Field, field_validator
+from pydantic import BaseModel, Field, computed_field, field_validator
 
 from bench.decisions import DecisionFigures
 from bench.spec import SLO, ResolvedMix
@@ -129,6 +129,11 @@ class Provenance(BaseModel):
     git: GitState
     machine: Machine
 
+    @computed_field(description="the workers were simulated (serve/sim): no figure here measures an inference engine")  # type: ignore[prop-decorator]
+    @property
+    def simulated(self) -> bool:
+        return self.stack.simulated
+
 
 class Figures(BaseModel):
     """One set of requests over a run's window: outcomes, latency percentiles, throughput and goodput."""
@@ -179,12 +184,26 @@ class ServerSummary(BaseModel):
     memory: dict[str, MemoryTrend] = Field(default_factory=dict, description="per stack process")
 
 
+class ClientLoad(BaseModel):
+    """What the load generator itself spent, and whether it kept time: a starved Locust process answers its
+    timers late, and every latency it measured then is late by as much."""
+
+    processes: int = Field(1, description="Locust processes that generated the load")
+    cpu_s: float = Field(description="CPU seconds (user + system) of the Locust process over the run")
+    cpu_ms_per_request: float | None
+    loop_lag_p50_ms: float = Field(description="how late a 100 ms timer of the load generator fired, median")
+    loop_lag_p99_ms: float
+    loop_lag_max_ms: float
+
+
 class RunSummary(BaseModel):
     duration_s: float
     all: Figures
     classes: dict[str, Figures]
     groups: dict[str, Figures]
     server: ServerSummary | None = None
+    client: ClientLoad | None = Field(None, description="the load generator's own CPU and timer lag; None in runs "
+                                      "made before it was recorded")
     decisions: DecisionFigures | None = Field(None, description="tick shape: fresh, late and fallback NPC-ticks, "
                                               "staleness, thinking share")
     decisions_by_class: dict[str, DecisionFigures] = Field(

@@ -52,9 +52,20 @@ SERVER_METRICS = "server_metrics.csv"
 TICKS = "ticks.csv"
 
 
-def new_run_id(mix_name: str, now: datetime | None = None) -> str:
+SIMULATED_SUFFIX = "-sim"
+SIMULATED_NOTE = ("SIMULATED: the workers are serve/sim's model of a vLLM engine, not an inference engine; these "
+                  "figures measure the harness (load generator, proxy, routing) and the model's assumptions, never "
+                  "real hardware")
+
+
+def new_run_id(mix_name: str, now: datetime | None = None, simulated: bool = False) -> str:
     now = now or datetime.now(UTC)
-    return f"{now:%Y%m%d-%H%M%S}-{mix_name}"
+    return labelled_run_id(f"{now:%Y%m%d-%H%M%S}-{mix_name}", simulated)
+
+
+def labelled_run_id(run_id: str, simulated: bool) -> str:
+    """A run against simulated workers says so in its name: `...-sim`, added where the name lacks it."""
+    return run_id if not simulated or SIMULATED_SUFFIX in run_id else run_id + SIMULATED_SUFFIX
 
 
 def machine_info() -> Machine:
