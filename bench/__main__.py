@@ -63,6 +63,9 @@ def validate(args: argparse.Namespace):
     return state, mix
 
 
+SINGLE_PROCESS_SHAPES = ("tick", "trace")
+
+
 def locust_args(args: argparse.Namespace, request_timeout_s: float) -> list[str]:
     # --stop-timeout: at the end, requests in flight finish and are recorded instead of being cut off.
     return [sys.executable, "-m", "locust", "-f", str(LOCUSTFILE), *LoadOptions.from_args(args).argv(),
@@ -73,6 +76,11 @@ def cmd_run(args: argparse.Namespace) -> int:
     state, mix = validate(args)
     if args.repeats < 1:
         return fail("--repeats must be at least 1")
+    if args.processes < 1:
+        return fail("--processes must be at least 1")
+    if args.processes > 1 and mix.mix.shape.kind in SINGLE_PROCESS_SHAPES:
+        return fail(f"--processes {args.processes}: a {mix.mix.shape.kind} shape keeps state across its NPCs (the "
+                    "game's tick ledger, a trace's schedule) in one process; run it with --processes 1")
     if git_info().dirty:
         print(f"warning: {DIRTY_TREE_NOTE}", file=sys.stderr, flush=True)
     run_id = labelled_run_id(args.run_id, state.spec.simulated) if args.run_id else (
@@ -100,6 +108,8 @@ def run_once(args: argparse.Namespace, state, mix, run_dir: Path) -> int:
           f"{target}; results -> {run_dir}", flush=True)
     command = [*locust_args(args, state.spec.proxy.timeout_s), "--headless", "--only-summary", "--run-dir", str(run_dir),
                "--exit-code-on-error", "0", "--host", state.base_url, "--loglevel", "WARNING"]
+    if args.processes > 1:  # Locust's own: a master and N worker processes, which send it their records
+        command += ["--processes", str(args.processes)]
     if args.no_html_report:
         command.append("--skip-html-report")
     code = run_until_done(command)
@@ -323,6 +333,8 @@ def main(argv: list[str] | None = None) -> int:
     run.add_argument("--no-html-report", action="store_true", help="skip Locust's ~1 MB HTML report (CSVs are kept)")
     run.add_argument("--repeats", type=int, default=1, help="run it N times (folders <run-id>-r0, -r1, ...) and give "
                      "each figure's confidence interval over the runs")
+    run.add_argument("--processes", type=int, default=1, help="Locust processes generating the load (Locust's "
+                     "--processes: a master and N workers); the run still writes one results folder")
     run.set_defaults(func=cmd_run)
     ui = sub.add_parser("ui", help="the Locust web UI")
     LoadOptions.add_arguments(ui)

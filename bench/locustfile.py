@@ -26,6 +26,7 @@ import openai
 import pandas as pd
 from locust import LoadTestShape, User, events, task
 from locust.html import get_html_report
+from locust.runners import MasterRunner, WorkerRunner
 from locust.stats import PERCENTILES_TO_REPORT, StatsCSV
 
 from bench.client import Direct, send
@@ -61,6 +62,9 @@ SETTLED_COUNTERS = ("vllm:generation_tokens_total", "vllm:prompt_tokens_total", 
 
 
 LAG_PROBE_S = 0.1
+RECORDS_MESSAGE = "npc_records"  # a Locust worker process's request records, to the master
+FINISH_MESSAGE = "npc_finish"  # the master's word to its workers that the run's shape has ended
+SEND_EVERY_S = 0.5
 
 
 def cpu_seconds() -> float:
@@ -122,7 +126,11 @@ class LocustRun:
 
     def __init__(self) -> None:
         self.prepared = False  # mix, stack and client are set (prepare runs before the test starts)
-        self.dir: RunDir | None = None  # set while a test runs
+        self.dir: RunDir | None = None  # set while a test runs (in the master, with several Locust processes)
+        self.runner: WorkerRunner | None = None  # set in a Locust worker process, which sends its records to the master
+        self.outbox: list[RequestRecord] = []
+        self.processes = 1
+        self.workers_done: dict[str, ClientLoad] = {}  # in the master: each worker process's own load, at its end
         self.inflight = gevent.pool.Group()
         self.background: list[gevent.Greenlet] = []
         self.npc_ids = itertools.count()
@@ -173,6 +181,16 @@ class LocustRun:
 
     def start(self, environment) -> None:
         self.prepare(environment)
+        self.cpu_at_start, self.loop_lags = cpu_seconds(), list[float]()
+        if isinstance(environment.runner, WorkerRunner):  # one of several Locust processes: the master keeps the run
+            self.runner, self.outbox = environment.runner, []
+            environment.runner.register_message(FINISH_MESSAGE, lambda **kw: gevent.spawn(environment.runner.stop))
+            self.processes = environment.parsed_options.processes or 1
+            self.background = [gevent.spawn(self._send_loop), gevent.spawn(self._lag_loop)]
+            return
+        if isinstance(environment.runner, MasterRunner):
+            self.workers_done = {}
+            environment.runner.register_message(RECORDS_MESSAGE, self._received)
         options, run_dir = LoadOptions.from_args(environment.parsed_options), environment.parsed_options.run_dir
         run_id = Path(run_dir).name if run_dir else new_run_id(self.mix.name, simulated=self.stack.spec.simulated)
         path = Path(run_dir) if run_dir else options.results_dir / run_id
@@ -200,7 +218,6 @@ class LocustRun:
             manifest.notes.insert(0, SIMULATED_NOTE)
         self.dir.write_manifest()
         self.counts = {}
-        self.cpu_at_start, self.loop_lags = cpu_seconds(), list[float]()
         self.background = [gevent.spawn(self._scrape_loop, options.scrape_interval_s), gevent.spawn(self._lag_loop)]
         print(f"[bench] run {run_id}: mix {self.mix.name} ({self.mix.mix.shape.kind} shape), "
               f"writing {path}", file=sys.stderr, flush=True)
@@ -220,6 +237,40 @@ class LocustRun:
             print(f"[bench] {elapsed:5.0f}/{shape.duration_s:.0f} s  in flight {len(self.inflight)}  {counts}",
                   file=sys.stderr, flush=True)
 
+    def _keep(self, record: RequestRecord) -> None:
+        assert self.dir is not None
+        self.dir.add(record)
+        self.counts[record.outcome] = self.counts.get(record.outcome, 0) + 1
+
+    # -- several Locust processes (`--processes N`): workers send their records to the master, which keeps the run
+    def _send_loop(self) -> None:
+        while True:
+            gevent.sleep(SEND_EVERY_S)
+            self._send(done=False)
+
+    def _send(self, done: bool) -> None:
+        assert self.runner is not None
+        batch, self.outbox = self.outbox, []
+        load = self.client_load(0).model_dump() if done else None
+        self.runner.send_message(RECORDS_MESSAGE, {"records": [r.model_dump(mode="json") for r in batch], "done": load})
+
+    def _received(self, environment, msg, **kwargs) -> None:
+        for item in msg.data["records"]:
+            self._keep(RequestRecord.model_validate(item))
+        if msg.data["done"] is not None:
+            self.workers_done[msg.node_id] = ClientLoad.model_validate(msg.data["done"])
+
+    def _wait_for_workers(self, environment) -> None:
+        """Until every worker process has sent its last records (it does once its requests in flight are done)."""
+        expected = environment.parsed_options.expect_workers or 1
+        deadline = time.monotonic() + self.stack.spec.proxy.timeout_s + 30
+        while len(self.workers_done) < expected and time.monotonic() < deadline:
+            gevent.sleep(0.2)
+        if len(self.workers_done) < expected:
+            assert self.dir is not None
+            self.dir.manifest.notes.append(f"only {len(self.workers_done)} of {expected} Locust worker processes sent "
+                                           "their last records before the run was closed; the rest are missing")
+
     def _lag_loop(self) -> None:
         """How late the load generator's own timers fire: the error in every time it takes."""
         while True:
@@ -228,11 +279,19 @@ class LocustRun:
             self.loop_lags.append(time.perf_counter() - asked - LAG_PROBE_S)
 
     def client_load(self, requests: int) -> ClientLoad:
+        """This process's CPU and timer lag. With Locust worker processes, theirs: their CPU summed with the
+        master's (which only coordinates), their worst lags."""
         cpu = cpu_seconds() - self.cpu_at_start
         lags_ms = pd.Series(self.loop_lags or [0.0]) * 1000
-        return ClientLoad(cpu_s=round(cpu, 3), cpu_ms_per_request=round(cpu * 1000 / requests, 3) if requests else None,
-                          loop_lag_p50_ms=round(lags_ms.quantile(0.5), 3), loop_lag_p99_ms=round(lags_ms.quantile(0.99), 3),
-                          loop_lag_max_ms=round(lags_ms.max(), 3))
+        loads = list(self.workers_done.values()) or [ClientLoad(
+            cpu_s=0.0, cpu_ms_per_request=None, loop_lag_p50_ms=round(lags_ms.quantile(0.5), 3),
+            loop_lag_p99_ms=round(lags_ms.quantile(0.99), 3), loop_lag_max_ms=round(lags_ms.max(), 3))]
+        cpu += sum(load.cpu_s for load in loads)
+        return ClientLoad(processes=len(loads), cpu_s=round(cpu, 3),
+                          cpu_ms_per_request=round(cpu * 1000 / requests, 3) if requests else None,
+                          loop_lag_p50_ms=max(load.loop_lag_p50_ms for load in loads),
+                          loop_lag_p99_ms=max(load.loop_lag_p99_ms for load in loads),
+                          loop_lag_max_ms=max(load.loop_lag_max_ms for load in loads))
 
     # -- per request
     def pick_class(self):
@@ -286,10 +345,13 @@ class LocustRun:
                                 exception=FellBack("fallback behaviour ran") if t.decision == "fallback" else None)
 
     def record(self, record: RequestRecord) -> None:
-        if self.dir is None:
+        """Keep a request's record (a Locust worker process sends it to the master) and show it in Locust's stats."""
+        if self.runner is not None:
+            self.outbox.append(record)
+        elif self.dir is None:
             return
-        self.dir.add(record)
-        self.counts[record.outcome] = self.counts.get(record.outcome, 0) + 1
+        else:
+            self._keep(record)
         fire = events.request.fire
         ms = record.e2e_s * 1000
         failed = record.outcome in ("error", "timeout", "tool_invalid")
@@ -314,11 +376,24 @@ class LocustRun:
 
     # -- tear-down
     def stop(self, environment) -> None:
+        if self.runner is not None:  # a worker process: its last records, once its requests in flight are done
+            self.inflight.join(timeout=self.stack.spec.proxy.timeout_s)
+            self.inflight.kill()
+            gevent.killall(self.background)
+            self._send(done=True)
+            self.prepared = False
+            return
         run_dir = self.dir
         if run_dir is None:
             return
         self.inflight.join(timeout=self.stack.spec.proxy.timeout_s)  # open-loop requests still in flight
         self.inflight.kill()
+        if isinstance(environment.runner, MasterRunner):
+            # Headless, Locust's master fires test_stop on its way to quitting, before it tells the workers to
+            # stop: they would go on sending. Told now, each stops its NPCs and sends its last records. (Locust's
+            # own "stop" message would do, but a worker then sleeps out the stop timeout and misses the "quit".)
+            environment.runner.send_message(FINISH_MESSAGE)
+            self._wait_for_workers(environment)
         gevent.killall(self.background)
         self.scraper.scrape_until_settled(SETTLED_COUNTERS)  # the last samples close the counters' window
         duration = time.time() - self.t0
@@ -401,6 +476,8 @@ class NPCUser(User):
 
     def on_start(self) -> None:
         index = next(RUN.npc_ids)
+        if RUN.runner is not None:  # one of several Locust processes: NPC ids stay unique across them
+            index = index * RUN.processes + max(RUN.runner.worker_index, 0)
         seed = RUN.mix.mix.seed
         self.npc = NPC(npc_id=f"npc-{index}", rng=random.Random(f"{seed}/{index}"), faction=index)
         shape = RUN.mix.mix.shape

@@ -27,7 +27,8 @@ KEPT_LABELS = ("finished_reason",)
 PREFIX_CACHE_HITS = "vllm:prefix_cache_hits_total"
 PREFIX_CACHE_QUERIES = "vllm:prefix_cache_queries_total"
 CACHE_CONFIG_FIELDS = ("kv_cache_size_tokens", "kv_cache_memory_bytes", "num_gpu_blocks", "block_size",
-                       "kv_cache_max_concurrency", "gpu_memory_utilization", "enable_prefix_caching", "cache_dtype")
+                       "kv_cache_max_concurrency", "gpu_memory_utilization", "enable_prefix_caching", "cache_dtype",
+                       "simulated")  # the last only from serve/sim's workers
 
 
 def fetch(url: str, client: httpx.Client | None = None, headers: dict[str, str] | None = None) -> str:

@@ -85,16 +85,20 @@ def test_gpu_sim_comes_up_with_simulated_workers_and_says_so(sim_env: dict[str, 
     assert all(worker["healthy"] for worker in state["workers"]) and state["proxy"]["healthy"]
 
 
-@pytest.fixture(scope="module")
-def sim_run(sim_env: dict[str, str], tmp_path_factory) -> Path:
-    results = tmp_path_factory.mktemp("sim-results")
-    run = subprocess.run([sys.executable, "-m", "bench", "run", "--mix", "npc-gpu", "--npcs", "300", "--rate-rps", "15",
-                          "--duration-s", "20", "--run-id", "npc-gpu-300", "--results-dir", str(results),
-                          "--no-html-report"], env=sim_env, text=True, capture_output=True)
+def bench_run(env: dict[str, str], results: Path, run_id: str, npcs: int, duration_s: int, processes: int) -> Path:
+    run = subprocess.run([sys.executable, "-m", "bench", "run", "--mix", "npc-gpu", "--npcs", str(npcs), "--rate-rps",
+                          "8", "--duration-s", str(duration_s), "--run-id", run_id, "--results-dir", str(results),
+                          "--no-html-report", "--processes", str(processes)], env=env, text=True, capture_output=True)
     assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
     assert "simulated" in run.stderr
-    (folder,) = results.iterdir()
-    return folder
+    return results / f"{run_id}-sim"
+
+
+@pytest.fixture(scope="module")
+def sim_run(sim_env: dict[str, str], tmp_path_factory) -> Path:
+    """300 NPCs from two Locust processes at 8 requests/s for 20 s (about 160 requests): the merged folder must
+    read like a single process's."""
+    return bench_run(sim_env, tmp_path_factory.mktemp("sim-results"), "npc-gpu-300", 300, 20, processes=2)
 
 
 def test_a_run_of_hundreds_of_npcs_is_complete_error_free_and_labelled_simulated(sim_run: Path) -> None:
@@ -111,7 +115,23 @@ def test_a_run_of_hundreds_of_npcs_is_complete_error_free_and_labelled_simulated
     assert (df.prompt_tokens.dropna() > 4000).any()  # the GPU mix's long prompts went through
     assert manifest.summary is not None
     figures = manifest.summary.all
-    assert figures.requests > 150 and figures.n_error == figures.n_timeout == figures.n_tool_invalid == 0
+    assert figures.requests > 100 and figures.n_error == figures.n_timeout == figures.n_tool_invalid == 0
+
+
+def test_two_locust_processes_write_one_folder_like_one_process_does(sim_run: Path, sim_env: dict[str, str],
+                                                                     tmp_path) -> None:
+    merged = read_manifest(sim_run)
+    assert merged.summary is not None and merged.summary.client is not None
+    assert merged.summary.client.processes == 2
+    df = read_requests(sim_run)
+    assert len(df) == merged.summary.all.requests and df.t_start.is_unique  # every request, once
+    # Worker process k of 2 names its NPCs npc-(2i + k): both sent, and no two NPCs share an id.
+    assert set(df.npc_id.str.removeprefix("npc-").astype(int) % 2) == {0, 1}
+    single = read_manifest(bench_run(sim_env, tmp_path, "single", 20, 4, processes=1))
+    assert single.summary is not None and single.summary.client is not None and single.summary.client.processes == 1
+    assert set(merged.files) == set(single.files)
+    assert {p.name for p in sim_run.iterdir()} == {p.name for p in (tmp_path / "single-sim").iterdir()}
+    assert merged.summary.model_fields_set == single.summary.model_fields_set
 
 
 def test_client_token_counts_agree_with_the_simulators_counters(sim_run: Path) -> None:
