@@ -19,6 +19,7 @@ from pathlib import Path
 from types import SimpleNamespace
 
 import httpx
+import psutil
 import pytest
 from flask import Flask
 
@@ -155,8 +156,15 @@ def bench_ui(results: Path) -> Iterator[str]:
             time.sleep(0.5)
         yield base
     finally:
+        children = psutil.Process(ui.pid).children(recursive=True)  # Locust runs in a session of its own
         ui.send_signal(signal.SIGTERM)
-        print(ui.communicate(timeout=60)[0][-3000:])
+        try:
+            print(ui.communicate(timeout=60)[0][-3000:])
+        except subprocess.TimeoutExpired:
+            for process in [psutil.Process(ui.pid), *children]:  # no Locust is left behind by a failed test
+                with contextlib.suppress(psutil.NoSuchProcess):
+                    process.kill()
+            raise
 
 
 def runs(results: Path, status: str) -> list[Path]:
