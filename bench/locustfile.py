@@ -49,7 +49,7 @@ from bench.rundir import (
     worker_startup,
     write_ticks,
 )
-from bench.scrape import ServerScraper, Target
+from bench.scrape import CPU_METRIC, ServerScraper, Target
 from bench.shapes.tick import TickBurst
 from bench.spec import ResolvedMix, check_fits, direct_worker, load_mix, mix_names
 from bench.summary import memory_trend, summarize
@@ -428,6 +428,8 @@ class LocustRun:
             preemptions=sum(v for k, v in delta("vllm:num_preemptions_total").items() if k in workers),
             prefix_cache_hit_rate=prefix_cache_hit_rates(self.scraper.window, {w.name: w.group for w in self.stack.workers}),
             memory=memory_trend(read_server_metrics(run_dir.path)),
+            cpu_s={source: round(seconds, 3) for source, seconds in delta(CPU_METRIC).items()
+                   if CPU_METRIC in self.scraper.window.last[source]},
         )
 
     def _write_locust_reports(self, environment, run_dir: RunDir) -> None:

@@ -23,12 +23,21 @@ class Target:
 
 
 RSS_METRIC = "process_tree_rss_bytes"
+CPU_METRIC = "process_tree_cpu_seconds"
 
 
 def tree_rss_bytes(pid: int) -> int | None:
     """Resident memory of a process and all its children."""
     try:
         return sum(p.memory_info().rss for p in process_tree(pid))
+    except psutil.Error:
+        return None
+
+
+def tree_cpu_seconds(pid: int) -> float | None:
+    """CPU time (user + system) of a process and all its children so far."""
+    try:
+        return sum(sum(p.cpu_times()[:2]) for p in process_tree(pid))
     except psutil.Error:
         return None
 
@@ -59,6 +68,8 @@ class ServerScraper:
                 continue
             if target.pid is not None and (rss := tree_rss_bytes(target.pid)) is not None:
                 values[RSS_METRIC] = rss
+            if target.pid is not None and (cpu := tree_cpu_seconds(target.pid)) is not None:
+                values[CPU_METRIC] = cpu
             self.window.add(target.source, values)
             self._csv.writerows([round(now - self.t0, 3), round(now, 3), target.source, name, value]
                                 for name, value in values.items())

@@ -11,7 +11,7 @@ import pandas as pd
 from bench.client import send
 from bench.metrics import prefix_cache_hit_rates
 from bench.npc import NPC
-from bench.scrape import RSS_METRIC, ServerScraper, Target
+from bench.scrape import CPU_METRIC, RSS_METRIC, ServerScraper, Target
 from bench.spec import load_classes
 from tests.unit.fake_server import FakeServer, FakeWorker
 
@@ -35,7 +35,9 @@ def test_scraper_writes_each_scrape_and_windows_the_counters(tmp_path) -> None:
     rows = pd.read_csv(tmp_path / "server_metrics.csv")
     assert set(rows[rows.source == "gone"].metric) == {"scrape_error"}  # an unreachable target is recorded, not fatal
     ours = rows[rows.source == "light-0"]
-    assert {"vllm:generation_tokens_total", RSS_METRIC} <= set(ours.metric) and ours.t_s.nunique() == 2
+    assert {"vllm:generation_tokens_total", RSS_METRIC, CPU_METRIC} <= set(ours.metric) and ours.t_s.nunique() == 2
+    # This process (the target's pid) sent three requests between the scrapes: its CPU time grew.
+    assert scraper.window.delta(CPU_METRIC)["light-0"] > 0
 
 
 
