@@ -197,6 +197,9 @@ def print_summary(run_dir: Path) -> None:
         return
     print(f"  output tokens: client {summary.all.output_tokens_total}, "
           f"workers' vllm:generation_tokens_total {summary.server.generation_tokens_total}")
+    if summary.server.redis_commands is not None:
+        print(f"  the stack's Redis processed {summary.server.redis_commands} commands "
+              f"({summary.server.redis_commands / max(summary.all.requests, 1):.1f} a request)")
     if cpu := summary.server.cpu_s:
         per_request = {name: f"{seconds * 1000 / max(summary.all.requests, 1):.1f}" for name, seconds in cpu.items()}
         print(f"  CPU ms per request (each process with its children): {per_request}")

@@ -56,6 +56,7 @@ from bench.summary import memory_trend, summarize
 from bench.webform import add_start_page
 from serve.process import pid_alive
 from serve.state import NOT_READY, StackState, master_key, now_iso, ready_state
+from serve.supervisor import redis_commands
 
 # The workers' counters the run summary compares with what the client counted.
 SETTLED_COUNTERS = ("vllm:generation_tokens_total", "vllm:prompt_tokens_total", "vllm:request_success_total")
@@ -218,6 +219,7 @@ class LocustRun:
             manifest.notes.insert(0, SIMULATED_NOTE)
         self.dir.write_manifest()
         self.counts = {}
+        self.redis_at_start = redis_commands(self.stack.spec)
         self.background = [gevent.spawn(self._scrape_loop, options.scrape_interval_s), gevent.spawn(self._lag_loop)]
         print(f"[bench] run {run_id}: mix {self.mix.name} ({self.mix.mix.shape.kind} shape), "
               f"writing {path}", file=sys.stderr, flush=True)
@@ -420,6 +422,7 @@ class LocustRun:
         delta = self.scraper.window.delta
         workers = [w.name for w in self.stack.workers]
         per_worker = {name: delta("vllm:generation_tokens_total").get(name) for name in workers}
+        redis_now = redis_commands(self.stack.spec)
         return ServerSummary(
             generation_tokens=per_worker,
             generation_tokens_total=sum(v for v in per_worker.values() if v is not None),
@@ -428,6 +431,7 @@ class LocustRun:
             preemptions=sum(v for k, v in delta("vllm:num_preemptions_total").items() if k in workers),
             prefix_cache_hit_rate=prefix_cache_hit_rates(self.scraper.window, {w.name: w.group for w in self.stack.workers}),
             memory=memory_trend(read_server_metrics(run_dir.path)),
+            redis_commands=None if self.redis_at_start is None or redis_now is None else redis_now - self.redis_at_start,
             cpu_s={source: round(seconds, 3) for source, seconds in delta(CPU_METRIC).items()
                    if CPU_METRIC in self.scraper.window.last[source]},
         )

@@ -182,6 +182,8 @@ class ServerSummary(BaseModel):
     prefix_cache_hit_rate: dict[str, float | None] = Field(
         default_factory=dict, description="per worker, per group (`group:heavy`) and `all`")
     memory: dict[str, MemoryTrend] = Field(default_factory=dict, description="per stack process")
+    redis_commands: int | None = Field(None, description="commands the stack's own Redis (proxy.start_redis) "
+                                       "processed over the run: the proxy processes' shared routing state")
     cpu_s: dict[str, float] = Field(default_factory=dict, description="per stack process (with its children): CPU "
                                     "seconds over the run; with the client's own (`RunSummary.client`), what each part "
                                     "of the harness spent")

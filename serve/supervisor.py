@@ -315,6 +315,23 @@ class Supervisor:
         write_state(self.state)
 
 
+def redis_commands(spec: StackSpec) -> int | None:
+    """Commands the stack's own Redis has processed since it started (None without one, or if it cannot be read);
+    its password is in the stack's redis.conf, readable by the stack's user only."""
+    import redis
+
+    conf = paths.stack_dir() / "redis.conf"
+    if not spec.proxy.start_redis or not conf.exists():
+        return None
+    password = next((line.split(" ", 1)[1] for line in conf.read_text().splitlines() if line.startswith("requirepass ")),
+                    None)
+    try:
+        info = redis.Redis(host=LOCAL_REDIS_HOST, port=spec.proxy.redis_port, password=password, socket_timeout=2).info()
+        return int(info["total_commands_processed"])
+    except redis.RedisError:
+        return None
+
+
 def redis_ready(port: int, password: str) -> bool:
     """The stack's Redis answers PING with its password."""
     import redis

@@ -70,6 +70,12 @@ def test_session_pins_hold_across_proxy_processes_that_share_redis(sim_env: dict
     assert split == {}, f"NPCs served by more than one worker: {split}"
 
 
+def test_a_run_counts_the_commands_of_the_stacks_redis(sim_run: Path) -> None:
+    server = read_manifest(sim_run).summary.server  # type: ignore[union-attr]
+    assert server is not None and server.redis_commands is not None and server.redis_commands > 0
+    assert server.cpu_s["proxy"] > 0 and server.cpu_s["heavy-0"] > 0  # each stack process's CPU over the run
+
+
 def test_without_redis_the_proxy_processes_pin_an_npc_each_their_own_way(tmp_path) -> None:
     """The check above can fail: two processes with their own pins split NPCs between workers (7 of 20 when
     measured; each NPC pinned by both processes lands on two workers half the time)."""
