@@ -329,6 +329,18 @@ def cmd_calibrate(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_scaleout(args: argparse.Namespace) -> int:
+    from bench.scaleout import GameLoad, measured_ceilings, plan, render
+
+    load = GameLoad(npcs=args.npcs, ambient_every_s=args.ambient_every_s, dialogue_share=args.dialogue_share,
+                    dialogue_every_s=args.dialogue_every_s)
+    folder = Path(args.ceilings)
+    if not folder.is_dir():
+        return fail(f"--ceilings {folder}: no such folder; measure the harness first (README: the harness's ceilings)")
+    print(render(plan(load, measured_ceilings(folder), args.redis_ops_per_s), args.redis_ops_per_s))
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -393,6 +405,16 @@ def main(argv: list[str] | None = None) -> int:
     calibrate.add_argument("--results-dir", default=str(settings().results))
     calibrate.add_argument("--run-id", help="folder name under --results-dir (default: <UTC time>-calibration)")
     calibrate.set_defaults(func=cmd_calibrate)
+    scaleout = sub.add_parser("scaleout", help="load-generator processes, proxy processes and Redis for a game's load, "
+                              "from the harness's measured ceilings")
+    scaleout.add_argument("--npcs", type=int, required=True)
+    scaleout.add_argument("--ambient-every-s", type=float, required=True, help="seconds between an NPC's ambient ticks")
+    scaleout.add_argument("--dialogue-share", type=float, default=0.0, help="share of NPCs in a streamed dialogue")
+    scaleout.add_argument("--dialogue-every-s", type=float, default=10.0, help="seconds between a dialogue's turns")
+    scaleout.add_argument("--ceilings", default=str(Path(settings().results) / "harness-ceilings"),
+                          help="the harness-ceilings run folders")
+    scaleout.add_argument("--redis-ops-per-s", type=float, help="what one Redis serves here (redis-benchmark)")
+    scaleout.set_defaults(func=cmd_scaleout)
     args = parser.parse_args(argv)
     try:
         return args.func(args)

@@ -231,3 +231,4 @@ def test_calibration_recovers_the_terms_that_made_its_probes() -> None:
     assert latency.model_dump(exclude={"source"}) == pytest.approx(
         {"request_overhead_ms": 5, "step_overhead_ms": 20, "prefill_ms_per_token": 0.8, "decode_ms_per_seq": 3,
          "decode_ms_per_kv_token": 0.01}, abs=1e-3)
+
