@@ -315,12 +315,25 @@ def cmd_fidelity(args: argparse.Namespace) -> int:
 def cmd_calibrate(args: argparse.Namespace) -> int:
     from bench.calibrate import run_calibration
 
+    if args.refit:  # the probes of an earlier calibration, fitted again by this code's model
+        from bench.calibrate import Calibration, refit
+        from serve.gpu import batched_tokens
+
+        path = Path(args.refit)
+        spec = Calibration.model_validate_json(path.read_text()).stack
+        budgets = {w.name: batched_tokens(spec, w.group) for w in spec.workers}
+        for worker_fit in refit(path, budgets).fits:
+            print(f"{worker_fit.worker}: {worker_fit.latency.model_dump_json(exclude={'source'})} "
+                  f"(rmse prefill {worker_fit.prefill_rmse_ms} ms, decode {worker_fit.decode_rmse_ms} ms)")
+        return 0
     state = ready_stack()
     names = [w.name for w in state.workers]
     if unknown := [w for w in args.worker if w not in names]:
         return fail(f"--worker {unknown[0]}: the stack's workers are {', '.join(names)}")
     if state.spec.simulated:
         return fail(f"profile {state.spec.profile} has simulated workers: calibrate against real vLLM workers")
+    if not args.worker:
+        return fail("name the workers to probe: --worker heavy-0 [--worker light-1]")
     record = run_calibration(state, args.worker, Path(args.results_dir), args.run_id or new_run_id("calibration"))
     for worker_fit in record.fits:
         print(f"{worker_fit.worker}: {worker_fit.latency.model_dump_json(exclude={'source'})} "
@@ -401,7 +414,8 @@ def main(argv: list[str] | None = None) -> int:
     overhead.add_argument("--run-id", help="folder name under --results-dir (default: <UTC time>-overhead-<label>)")
     overhead.set_defaults(func=cmd_overhead)
     calibrate = sub.add_parser("calibrate", help="fit the simulated worker's latency model to real workers")
-    calibrate.add_argument("--worker", action="append", required=True, help="a worker to probe (repeatable)")
+    calibrate.add_argument("--worker", action="append", default=[], help="a worker to probe (repeatable)")
+    calibrate.add_argument("--refit", metavar="CALIBRATION_JSON", help="fit an earlier calibration's probes again")
     calibrate.add_argument("--results-dir", default=str(settings().results))
     calibrate.add_argument("--run-id", help="folder name under --results-dir (default: <UTC time>-calibration)")
     calibrate.set_defaults(func=cmd_calibrate)

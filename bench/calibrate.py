@@ -28,7 +28,7 @@ from pydantic import BaseModel, Field
 
 from bench.npc import WORDS
 from bench.records import Provenance
-from bench.rundir import provenance
+from bench.rundir import git_info, provenance
 from serve.gpu import batched_tokens
 from serve.spec import SimLatency
 from serve.state import StackState, now_iso
@@ -57,6 +57,7 @@ class Calibration(Provenance):
     started_at: str
     ended_at: str | None = None
     fits: list[WorkerFit] = Field(default_factory=list)
+    notes: list[str] = Field(default_factory=list)
 
 
 def fresh_prompt(rng: random.Random, words: int) -> list[ChatCompletionMessageParam]:
@@ -78,6 +79,7 @@ def stream_times(client: openai.OpenAI, model: str, messages: list[ChatCompletio
 
 
 def probe_prefill(client: openai.OpenAI, model: str, max_len: int, rng: random.Random) -> list[Probe]:
+    stream_times(client, model, fresh_prompt(rng, 32), 2)  # a first request pays one-off costs: not a probe
     probes = []
     for words in [int(max_len * share) for share in (0.02, 0.1, 0.25, 0.45, 0.7)]:
         for _ in range(REPEATS):
@@ -105,8 +107,9 @@ def probe_decode(client: openai.OpenAI, model: str, max_len: int, max_seqs: int,
 
 
 def fit(worker: str, probes: list[Probe], budget: int, source: str) -> WorkerFit:
-    """Least squares, in ms. Decode gap = s + B x d + B x context x k. TTFT = overhead + chunks x s + prompt x p,
-    a prompt longer than the step's token budget (`max_num_batched_tokens`) taking one step per chunk."""
+    """Least squares, in ms. Decode gap = s + B x d + B x context x k. TTFT = overhead + chunks x s + L x p
+    + L^2/2 x q (attention: every prompt token against those before it), a prompt longer than the step's token
+    budget (`max_num_batched_tokens`) taking one step per chunk."""
     decode = [p for p in probes if p.kind == "decode"]
     a = np.array([[1.0, p.batch, p.batch * (p.prompt_tokens + DECODE_TOKENS / 2)] for p in decode])
     y = np.array([p.seconds * 1000 for p in decode])
@@ -114,16 +117,27 @@ def fit(worker: str, probes: list[Probe], budget: int, source: str) -> WorkerFit
     step, per_seq, per_kv = max(step, 0.0), max(per_seq, 0.0), max(per_kv, 0.0)
     decode_rmse = float(np.sqrt(np.mean((a @ [step, per_seq, per_kv] - y) ** 2)))
     prefill = [p for p in probes if p.kind == "prefill"]
-    b = np.array([[1.0, p.prompt_tokens] for p in prefill])
+    b = np.array([[1.0, p.prompt_tokens, p.prompt_tokens**2 / 2] for p in prefill])
     z = np.array([p.seconds * 1000 - step * math.ceil(p.prompt_tokens / budget) for p in prefill])
-    (overhead, per_token), *_ = np.linalg.lstsq(b, z, rcond=None)
-    overhead, per_token = max(overhead, 0.0), max(per_token, 0.0)
-    prefill_rmse = float(np.sqrt(np.mean((b @ [overhead, per_token] - z) ** 2)))
+    (overhead, per_token, per_pair), *_ = np.linalg.lstsq(b, z, rcond=None)
+    overhead, per_token, per_pair = max(overhead, 0.0), max(per_token, 0.0), max(per_pair, 0.0)
+    prefill_rmse = float(np.sqrt(np.mean((b @ [overhead, per_token, per_pair] - z) ** 2)))
     latency = SimLatency(source=source, request_overhead_ms=round(overhead, 3), step_overhead_ms=round(step, 3),
-                         prefill_ms_per_token=round(per_token, 5), decode_ms_per_seq=round(per_seq, 4),
-                         decode_ms_per_kv_token=round(per_kv, 7))
+                         prefill_ms_per_token=round(per_token, 5), prefill_ms_per_token_pair=round(per_pair, 9),
+                         decode_ms_per_seq=round(per_seq, 4), decode_ms_per_kv_token=round(per_kv, 7))
     return WorkerFit(worker=worker, probes=probes, latency=latency, prefill_rmse_ms=round(prefill_rmse, 2),
                      decode_rmse_ms=round(decode_rmse, 2))
+
+
+def refit(path: Path, budgets: dict[str, int]) -> Calibration:
+    """Fit a calibration's probes again with this code's model (they are measurements; the fit is arithmetic).
+    The record says when, and from which commit."""
+    record = Calibration.model_validate_json(path.read_text())
+    record.fits = [fit(f.worker, f.probes, budgets[f.worker], f.latency.source) for f in record.fits]
+    record.notes.append(f"fits recomputed from the same probes on {now_iso()} at commit {git_info().commit} "
+                        f"(dirty: {git_info().dirty}), with the model of that commit's bench/calibrate.py")
+    path.write_text(record.model_dump_json(indent=2))
+    return record
 
 
 def run_calibration(state: StackState, workers: list[str], results_dir: Path, run_id: str) -> Calibration:

@@ -67,6 +67,9 @@ class SimLatency(_Strict):
                                        "chat template and tokenizing)")
     step_overhead_ms: float = Field(ge=0, description="every engine step, whatever it computes")
     prefill_ms_per_token: float = Field(ge=0, description="per prompt token computed (not found in the prefix cache)")
+    prefill_ms_per_token_pair: float = Field(0.0, ge=0, description="attention: per pair of a computed prompt token and "
+                                             "a token before it (a prompt of L tokens costs L^2/2 pairs, however "
+                                             "it is chunked)")
     decode_ms_per_seq: float = Field(ge=0, description="per sequence that decodes one token in the step")
     decode_ms_per_kv_token: float = Field(0.0, ge=0, description="per token of context the step's decoding "
                                           "sequences attend to (reading their KV cache)")

@@ -170,11 +170,12 @@ class Engine:
             work.append((seq, tokens))
             budget -= tokens
         prefill = sum(n for seq, n in work if seq.prefilling)
+        pairs = sum(n * (seq.computed + n / 2) for seq, n in work if seq.prefilling)  # each new token attends back
         decoding = [seq for seq, n in work if not seq.prefilling]
         kv_tokens = sum(seq.context for seq in decoding)
         lat = self.config.latency
-        ms = (lat.step_overhead_ms + prefill * lat.prefill_ms_per_token + len(decoding) * lat.decode_ms_per_seq
-              + kv_tokens * lat.decode_ms_per_kv_token) if work else 0.0
+        ms = (lat.step_overhead_ms + prefill * lat.prefill_ms_per_token + pairs * lat.prefill_ms_per_token_pair
+              + len(decoding) * lat.decode_ms_per_seq + kv_tokens * lat.decode_ms_per_kv_token) if work else 0.0
         return Step(work=work, prefill_tokens=prefill, decode_seqs=len(decoding), decode_kv_tokens=kv_tokens,
                     duration_s=ms / 1000)
 

@@ -55,6 +55,15 @@ def test_a_request_prefills_in_chunks_of_the_step_budget_then_decodes_one_token_
     assert e.kv_usage == 0 and len(e.evictable) == 6 and e.free_blocks == 40 - 6
 
 
+def test_attention_costs_every_prompt_token_pair_once_however_the_prompt_is_chunked() -> None:
+    pairs = LATENCY.model_copy(update={"prefill_ms_per_token": 0, "prefill_ms_per_token_pair": 0.001})
+    e = engine(latency=pairs)
+    e.add(seq("a", prompt=100, max_tokens=1))
+    # Chunk 1: 64 tokens x (0 + 32) = 2,048 pairs; chunk 2: 36 x (64 + 18) = 2,952; 5,000 = 100^2 / 2 in all.
+    assert run_step(e) == (12.048, [])
+    assert run_step(e) == (12.952, ["a"])
+
+
 def test_a_repeated_prompt_computes_only_what_the_prefix_cache_lacks() -> None:
     e = engine()
     e.add(seq("a", prompt=100, max_tokens=1))
@@ -218,8 +227,8 @@ def test_a_sim_engine_and_its_latency_model_come_together(change: list[str]) -> 
 def test_calibration_recovers_the_terms_that_made_its_probes() -> None:
     from bench.calibrate import DECODE_TOKENS, Probe, fit
 
-    def ttft_ms(prompt: int) -> float:  # 5 ms per request, 20 a step, 0.8 a token; 3,000 tokens take 2 steps of 2,048
-        return 5 + 20 * -(-prompt // 2048) + 0.8 * prompt
+    def ttft_ms(prompt: int) -> float:  # 5 ms per request, 20 a step, 0.8 a token, 0.0001 a token pair;
+        return 5 + 20 * -(-prompt // 2048) + 0.8 * prompt + 0.0001 * prompt**2 / 2  # 3,000 tokens: 2 steps
 
     def gap_ms(batch: int, prompt: int) -> float:  # 20 a step, 3 a sequence, 0.01 a token of context
         return 20 + 3 * batch + 0.01 * batch * (prompt + DECODE_TOKENS / 2)
@@ -229,6 +238,6 @@ def test_calibration_recovers_the_terms_that_made_its_probes() -> None:
                for n in (20, 1200) for b in (1, 2, 4, 8)]
     latency = fit("w", probes, budget=2048, source="test").latency
     assert latency.model_dump(exclude={"source"}) == pytest.approx(
-        {"request_overhead_ms": 5, "step_overhead_ms": 20, "prefill_ms_per_token": 0.8, "decode_ms_per_seq": 3,
-         "decode_ms_per_kv_token": 0.01}, abs=1e-3)
+        {"request_overhead_ms": 5, "step_overhead_ms": 20, "prefill_ms_per_token": 0.8,
+         "prefill_ms_per_token_pair": 0.0001, "decode_ms_per_seq": 3, "decode_ms_per_kv_token": 0.01}, abs=1e-3)
 
