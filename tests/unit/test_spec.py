@@ -36,7 +36,7 @@ def test_shipped_profiles_are_valid() -> None:
 
 
 def test_unknown_profile_names_the_choices() -> None:
-    with pytest.raises(SpecError, match=r"unknown profile 'tpu': choose one of cpu, gpu"):
+    with pytest.raises(SpecError, match=r"unknown profile 'tpu': choose one of cpu, cpu-sim, gpu"):
         load_profile("tpu")
 
 
