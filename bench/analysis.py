@@ -67,6 +67,35 @@ def sweep_points(sweep_dir: str | Path, by: str = "classes") -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
+def titled(text: str, manifests: list[Manifest]) -> str:
+    """A plot's title, which says SIMULATED when any run behind it had simulated workers (serve/sim)."""
+    return f"SIMULATED: {text}" if any(m.simulated for m in manifests) else text
+
+
+def routing_balance(sweep_dir: str | Path) -> tuple[pd.DataFrame, list[Manifest]]:
+    """Per completed point and group: how evenly the proxy spread requests over the group's workers (the busiest
+    and the idlest worker's requests, from the client's records), the group's prefix-cache hit rate (the
+    workers' own counters) and its goodput; with the points' manifests, for `titled`."""
+    sweep_dir = Path(sweep_dir)
+    rows, manifests = [], []
+    for point in sweep_index(sweep_dir).to_dict("records"):
+        if point["status"] != "complete":
+            continue
+        manifest, requests = read_manifest(sweep_dir / point["path"]), read_requests(sweep_dir / point["path"])
+        manifests.append(manifest)
+        summary = manifest.summary
+        assert summary is not None and summary.server is not None, point["path"]
+        for group in sorted({w.group for w in manifest.stack.workers}):
+            names = [w.name for w in manifest.stack.workers if w.group == group]
+            counts = requests[requests.group == group].worker.value_counts().reindex(names, fill_value=0)
+            rows.append({**point, "group": group, "npcs": getattr(manifest.mix.mix.shape, "users", None),
+                         "requests": int(counts.sum()), "busiest": int(counts.max()), "idlest": int(counts.min()),
+                         "max_over_min": round(counts.max() / counts.min(), 2) if counts.min() else None,
+                         "prefix_cache_hit_rate": summary.server.prefix_cache_hit_rate.get(f"group:{group}"),
+                         "goodput_rps": summary.groups[group].goodput_rps if group in summary.groups else None})
+    return pd.DataFrame(rows), manifests
+
+
 def assert_matches_manifests(table: pd.DataFrame, sweep_dir: str | Path, by: str = "classes",
                              figures: list[str] | None = None) -> int:
     """Assert that every figure a notebook shows from `table` (rows of `sweep_points`, or per-run totals with
