@@ -257,6 +257,8 @@ class LocustRun:
         self.runner.send_message(RECORDS_MESSAGE, {"records": [r.model_dump(mode="json") for r in batch], "done": load})
 
     def _received(self, environment, msg, **kwargs) -> None:
+        if self.dir is None:  # after the run was closed: said in its manifest (`_wait_for_workers`)
+            return
         for item in msg.data["records"]:
             self._keep(RequestRecord.model_validate(item))
         if msg.data["done"] is not None:
