@@ -25,7 +25,7 @@ import pandas as pd
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from bench.options import LoadOptions
-from bench.rundir import MANIFEST, read_manifest
+from bench.rundir import MANIFEST, labelled_run_id, read_manifest
 from bench.spec import MixError, load_mix
 from serve.spec import SpecError, load_profile
 from serve.state import running_state
@@ -109,8 +109,9 @@ def run_sweep(path: Path, results_dir: Path, resume: bool = True) -> int:
     print(f"sweep {path.stem}: {len(settings)} serve settings x {len(load_points)} load levels{repeats} -> {sweep_dir}")
     try:
         for i, serve_point in enumerate(settings):
-            runs = [(run_name(i, j, r, sweep.repeats), load_point) for j, load_point in enumerate(load_points)
-                    for r in range(sweep.repeats)]
+            simulated = load_profile(sweep.profile, overrides(serve_point)).simulated  # its runs say so: `-sim`
+            runs = [(labelled_run_id(run_name(i, j, r, sweep.repeats), simulated), load_point)
+                    for j, load_point in enumerate(load_points) for r in range(sweep.repeats)]
             todo = [(run_id, lp) for run_id, lp in runs if not (resume and is_complete(sweep_dir / run_id))]
             # restart: one stack per run; otherwise one per serve setting, its runs one after the other
             for batch in ([[run] for run in todo] if sweep.cache == "restart" else [todo] if todo else []):
