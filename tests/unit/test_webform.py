@@ -28,6 +28,7 @@ from bench.options import LoadOptions
 from bench.rundir import read_manifest
 from bench.spec import mix_names
 from bench.webform import CHARTS_URL, START_PATH, add_start_page, options_from_form
+from serve.spec import load_profile
 from serve.state import state_path
 
 FORM_FIELDS = ["mix", "tick_policy", "npcs", "duration_s", "rate_rps"]
@@ -139,6 +140,10 @@ def test_a_refused_or_failed_start_is_shown_on_the_form(page) -> None:
 # -- the real thing: `python -m bench ui` (Locust) against the fake stack
 
 
+# What `bench ui` gives Locust as --stop-timeout on the fake stack (the cpu profile's): its request timeout + 10 s.
+STOP_TIMEOUT_S = load_profile("cpu").proxy.timeout_s + 10
+
+
 @contextlib.contextmanager
 def bench_ui(results: Path) -> Iterator[str]:
     with socket.socket() as s:
@@ -159,7 +164,9 @@ def bench_ui(results: Path) -> Iterator[str]:
         children = psutil.Process(ui.pid).children(recursive=True)  # Locust runs in a session of its own
         ui.send_signal(signal.SIGTERM)
         try:
-            print(ui.communicate(timeout=60)[0][-3000:])
+            # Locust may take its --stop-timeout to let users finish; in CI's full run it twice took more than the
+            # 60 s this waited before, with the run itself complete.
+            print(ui.communicate(timeout=STOP_TIMEOUT_S + 50)[0][-3000:])
         except subprocess.TimeoutExpired:
             for process in [psutil.Process(ui.pid), *children]:  # no Locust is left behind by a failed test
                 with contextlib.suppress(psutil.NoSuchProcess):
