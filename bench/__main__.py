@@ -19,6 +19,7 @@ import signal
 import subprocess
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pandas as pd
 from pydantic import ValidationError
@@ -32,6 +33,9 @@ from bench.stats import LEVEL
 from serve.settings import settings
 from serve.spec import error_lines
 from serve.state import NOT_READY, ready_state
+
+if TYPE_CHECKING:
+    from bench.calibrate import Calibration
 
 LOCUSTFILE = Path(__file__).with_name("locustfile.py")
 
@@ -312,6 +316,12 @@ def cmd_fidelity(args: argparse.Namespace) -> int:
     return 0 if record.agree else 1
 
 
+def print_fits(record: Calibration) -> None:
+    for worker_fit in record.fits:
+        print(f"{worker_fit.worker}: {worker_fit.latency.model_dump_json(exclude={'source'})} "
+              f"(rmse prefill {worker_fit.prefill_rmse_ms} ms, decode {worker_fit.decode_rmse_ms} ms)")
+
+
 def cmd_calibrate(args: argparse.Namespace) -> int:
     from bench.calibrate import run_calibration
 
@@ -322,9 +332,7 @@ def cmd_calibrate(args: argparse.Namespace) -> int:
         path = Path(args.refit)
         spec = Calibration.model_validate_json(path.read_text()).stack
         budgets = {w.name: batched_tokens(spec, w.group) for w in spec.workers}
-        for worker_fit in refit(path, budgets).fits:
-            print(f"{worker_fit.worker}: {worker_fit.latency.model_dump_json(exclude={'source'})} "
-                  f"(rmse prefill {worker_fit.prefill_rmse_ms} ms, decode {worker_fit.decode_rmse_ms} ms)")
+        print_fits(refit(path, budgets))
         return 0
     state = ready_stack()
     names = [w.name for w in state.workers]
@@ -335,9 +343,7 @@ def cmd_calibrate(args: argparse.Namespace) -> int:
     if not args.worker:
         return fail("name the workers to probe: --worker heavy-0 [--worker light-1]")
     record = run_calibration(state, args.worker, Path(args.results_dir), args.run_id or new_run_id("calibration"))
-    for worker_fit in record.fits:
-        print(f"{worker_fit.worker}: {worker_fit.latency.model_dump_json(exclude={'source'})} "
-              f"(rmse prefill {worker_fit.prefill_rmse_ms} ms, decode {worker_fit.decode_rmse_ms} ms)")
+    print_fits(record)
     print(f"results: {Path(args.results_dir) / record.run_id}")
     return 0
 

@@ -380,18 +380,17 @@ class LocustRun:
 
     # -- tear-down
     def stop(self, environment) -> None:
-        if self.runner is not None:  # a worker process: its last records, once its requests in flight are done
-            self.inflight.join(timeout=self.stack.spec.proxy.timeout_s)
-            self.inflight.kill()
+        run_dir = self.dir
+        if run_dir is None and self.runner is None:
+            return
+        self.inflight.join(timeout=self.stack.spec.proxy.timeout_s)  # open-loop requests still in flight
+        self.inflight.kill()
+        if self.runner is not None:  # a worker process: its last records go to the master, which keeps the run
             gevent.killall(self.background)
             self._send(done=True)
             self.prepared = False
             return
-        run_dir = self.dir
-        if run_dir is None:
-            return
-        self.inflight.join(timeout=self.stack.spec.proxy.timeout_s)  # open-loop requests still in flight
-        self.inflight.kill()
+        assert run_dir is not None
         if isinstance(environment.runner, MasterRunner):
             # Headless, Locust's master fires test_stop on its way to quitting, before it tells the workers to
             # stop: they would go on sending. Told now, each stops its NPCs and sends its last records. (Locust's

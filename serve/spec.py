@@ -243,6 +243,10 @@ class StackSpec(_Strict):
         """Some worker is a simulated one: no figure of this stack is a measurement of an inference engine."""
         return any(group.engine == "sim" for group in self.groups.values())
 
+    def starts_vllm(self, worker: WorkerSpec) -> bool:
+        """This stack starts `vllm serve` for the worker (not an external one, not a simulated one)."""
+        return not worker.is_external and self.groups[worker.group].engine == "vllm"
+
     def group_of(self, worker: WorkerSpec) -> GroupSpec:
         return self.groups[worker.group]
 

@@ -63,7 +63,7 @@ def hub_cached(hf_id: str) -> bool:
 def preflight(spec: StackSpec) -> None:
     """Everything about this machine that would stop the stack, checked before any process starts."""
     problems: list[str] = []
-    engines = [w for w in spec.workers if not w.is_external and spec.group_of(w).engine == "vllm"]
+    engines = [w for w in spec.workers if spec.starts_vllm(w)]
     for worker in engines:
         model = spec.model_of(worker)
         if model.local_dir is None:
@@ -315,6 +315,13 @@ class Supervisor:
         write_state(self.state)
 
 
+def stack_redis(port: int, password: str | None):
+    """A client of the Redis the stack starts (`proxy.start_redis`)."""
+    import redis
+
+    return redis.Redis(host=LOCAL_REDIS_HOST, port=port, password=password, socket_timeout=2)
+
+
 def redis_commands(spec: StackSpec) -> int | None:
     """Commands the stack's own Redis has processed since it started (None without one, or if it cannot be read);
     its password is in the stack's redis.conf, readable by the stack's user only."""
@@ -326,8 +333,7 @@ def redis_commands(spec: StackSpec) -> int | None:
     password = next((line.split(" ", 1)[1] for line in conf.read_text().splitlines() if line.startswith("requirepass ")),
                     None)
     try:
-        info = redis.Redis(host=LOCAL_REDIS_HOST, port=spec.proxy.redis_port, password=password, socket_timeout=2).info()
-        return int(info["total_commands_processed"])
+        return int(stack_redis(spec.proxy.redis_port, password).info()["total_commands_processed"])
     except redis.RedisError:
         return None
 
@@ -337,7 +343,7 @@ def redis_ready(port: int, password: str) -> bool:
     import redis
 
     try:
-        return bool(redis.Redis(host=LOCAL_REDIS_HOST, port=port, password=password, socket_timeout=2).ping())
+        return bool(stack_redis(port, password).ping())
     except redis.RedisError:
         return False
 

@@ -44,7 +44,7 @@ def check_stack(spec: StackSpec) -> dict[str, argparse.Namespace]:
     not vLLM; their config is checked by its own model when it is rendered."""
     problems, parsed = [], {}
     for worker in spec.workers:
-        if worker.is_external or spec.group_of(worker).engine == "sim":
+        if not spec.starts_vllm(worker):
             continue
         try:
             parsed[worker.name] = parse_vllm_args(vllm_args(spec, worker))
