@@ -99,6 +99,11 @@ def preflight(spec: StackSpec) -> None:
         problems.append("proxy.start_redis: `redis-server` is not installed; on Debian `apt-get install "
                         "redis-server` (`python3 serve/tasks.py` does it for the test task), with pixi it comes "
                         "from conda-forge")
+    if spec.proxy.redis_host:  # a Redis started elsewhere: it must answer before the proxy relies on it
+        problem = redis_problem(spec.proxy.redis_port, os.environ.get(REDIS_PASSWORD_ENV), spec.proxy.redis_host)
+        if problem:
+            problems.append(f"proxy.redis_host: the Redis at {spec.proxy.redis_host}:{spec.proxy.redis_port} does not "
+                            f"answer ({problem}); start it, or put its password in ${REDIS_PASSWORD_ENV}")
     if problems:
         raise SpecError("the stack cannot start here:\n" + "\n".join(f"  - {p}" for p in problems))
 
@@ -134,7 +139,7 @@ class Supervisor:
             self.redis = Managed(
                 name="redis", url=f"redis://{LOCAL_REDIS_HOST}:{spec.proxy.redis_port}", health_path="",
                 command=[REDIS_SERVER, str(self.redis_conf)], env={}, log=self.logs / "redis.log",
-                ready=lambda: redis_ready(spec.proxy.redis_port, password),
+                ready=lambda: redis_problem(spec.proxy.redis_port, password) is None,
             )
             self._redis_password = password
         self.state = StackState(
@@ -315,37 +320,46 @@ class Supervisor:
         write_state(self.state)
 
 
-def stack_redis(port: int, password: str | None):
-    """A client of the Redis the stack starts (`proxy.start_redis`)."""
+def redis_client(port: int, password: str | None, host: str = LOCAL_REDIS_HOST):
+    """A client of the Redis the proxy shares its routing state through: by default the one the stack starts
+    (`proxy.start_redis`)."""
     import redis
 
-    return redis.Redis(host=LOCAL_REDIS_HOST, port=port, password=password, socket_timeout=2)
+    return redis.Redis(host=host, port=port, password=password, socket_timeout=2)
+
+
+def stack_redis_password() -> str | None:
+    """The password of the Redis the running stack started (None without one): it is in the stack's redis.conf,
+    readable by the stack's user only. Another proxy instance on this machine joins that Redis with it
+    (`proxy.redis_host = "127.0.0.1"` and this password in `$REDIS_PASSWORD`)."""
+    conf = paths.stack_dir() / "redis.conf"
+    if not conf.exists():
+        return None
+    return next((line.split(" ", 1)[1] for line in conf.read_text().splitlines() if line.startswith("requirepass ")),
+                None)
 
 
 def redis_commands(spec: StackSpec) -> int | None:
-    """Commands the stack's own Redis has processed since it started (None without one, or if it cannot be read);
-    its password is in the stack's redis.conf, readable by the stack's user only."""
+    """Commands the stack's own Redis has processed since it started (None without one, or if it cannot be read)."""
     import redis
 
-    conf = paths.stack_dir() / "redis.conf"
-    if not spec.proxy.start_redis or not conf.exists():
+    password = stack_redis_password()
+    if not spec.proxy.start_redis or password is None:
         return None
-    password = next((line.split(" ", 1)[1] for line in conf.read_text().splitlines() if line.startswith("requirepass ")),
-                    None)
     try:
-        return int(stack_redis(spec.proxy.redis_port, password).info()["total_commands_processed"])
+        return int(redis_client(spec.proxy.redis_port, password).info()["total_commands_processed"])
     except redis.RedisError:
         return None
 
 
-def redis_ready(port: int, password: str) -> bool:
-    """The stack's Redis answers PING with its password."""
+def redis_problem(port: int, password: str | None, host: str = LOCAL_REDIS_HOST) -> str | None:
+    """Why that Redis does not answer PING with that password, or None when it does."""
     import redis
 
     try:
-        return bool(stack_redis(port, password).ping())
-    except redis.RedisError:
-        return False
+        return None if redis_client(port, password, host).ping() else "no answer to PING"
+    except redis.RedisError as exc:
+        return f"{type(exc).__name__}: {exc}"
 
 
 def stop_stack(state: StackState, timeout_s: float = 60.0, say=print) -> bool:

@@ -11,21 +11,32 @@ import json
 import os
 import subprocess
 import sys
+import threading
+import time
 from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
 from openai import OpenAI
 
 from bench.rundir import SIMULATED_NOTE, read_manifest, read_requests
+from serve.render import REDIS_PASSWORD_ENV
 from serve.sim.server import VERSION
+from serve.spec import load_profile
 
-SHARED = ["proxy.num_workers=2", "proxy.start_redis=true", "proxy.redis_port=6390"]
+REDIS_PORT = 6390
+SHARED = ["proxy.num_workers=2", "proxy.start_redis=true", f"proxy.redis_port={REDIS_PORT}"]
+FAILING_PORTS = {"shared": 4199, "unshared": 4299}  # the failing worker of the stacks on 4106 and 4200
+ALLOWED_FAILS = load_profile("gpu-sim").proxy.allowed_fails  # a worker failing more often in a minute cools down
 
 
-def gpu_sim_stack(home: Path, first_port: int, settings: list[str]) -> Iterator[dict[str, str]]:
+def gpu_sim_stack(home: Path, first_port: int, settings: list[str],
+                  env: dict[str, str] | None = None) -> Iterator[dict[str, str]]:
     """A gpu-sim stack in its own home, its proxy on `first_port` and its workers on the next four ports."""
-    env = {**os.environ, "NPCBENCH_HOME": str(home)}
+    env = {**os.environ, **(env or {}), "NPCBENCH_HOME": str(home)}
     ports = [f"proxy.port={first_port}", *(f"workers.{i}.port={first_port + 1 + i}" for i in range(4))]
     sets = [arg for item in (*ports, *settings) for arg in ("--set", item)]
     up = subprocess.run([sys.executable, "-m", "serve", "up", "--detach", "--profile", "gpu-sim", *sets],
@@ -49,18 +60,122 @@ def sim_env(tmp_path_factory) -> Iterator[dict[str, str]]:
     yield from gpu_sim_stack(tmp_path_factory.mktemp("sim-home"), 4100, SHARED)
 
 
-def workers_per_session(env: dict[str, str], sessions: int = 20, requests: int = 6) -> dict[str, set[str]]:
-    """Which workers served each NPC's requests. Each request on a new connection, so the proxy's processes
-    take turns (one kept-alive connection would stay with one process)."""
+def proxy_client(env: dict[str, str]) -> OpenAI:
     state = status(env)
-    client = OpenAI(base_url=state["base_url"], api_key=state["key"], max_retries=0)
+    return OpenAI(base_url=state["base_url"], api_key=state["key"], max_retries=0)
+
+
+def workers_per_session(*envs: dict[str, str], sessions: int = 20, requests: int = 6) -> dict[str, set[str]]:
+    """Which workers served each NPC's requests, the requests taking turns between the stacks' proxies. Each
+    request on a new connection, so a proxy's processes take turns too (one kept-alive connection would stay
+    with one process)."""
+    clients = itertools.cycle([proxy_client(env) for env in envs])
     seen: dict[str, set[str]] = {}
     for npc, _ in itertools.product(range(sessions), range(requests)):
-        raw = client.chat.completions.with_raw_response.create(
+        raw = next(clients).chat.completions.with_raw_response.create(
             model="light", messages=[{"role": "user", "content": "hi"}], max_tokens=2,
             extra_headers={"Connection": "close"}, extra_body={"metadata": {"session_id": f"npc-{npc}"}})
         seen.setdefault(f"npc-{npc}", set()).add(raw.headers["x-litellm-model-id"])
     return seen
+
+
+@contextmanager
+def failing_worker(port: int) -> Iterator[list[float]]:
+    """A worker that is up (its /health answers) but fails every request with a 500, as an engine in trouble
+    does; yields the times of the requests it failed."""
+    failed: list[float] = []
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            self.answer(200 if self.path == "/health" else 404, b"{}")
+
+        def do_POST(self) -> None:
+            failed.append(time.monotonic())
+            self.rfile.read(int(self.headers.get("Content-Length") or 0))
+            self.answer(500, b'{"error": {"message": "engine failed", "type": "InternalServerError"}}')
+
+        def answer(self, code: int, body: bytes) -> None:
+            self.send_response(code)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", port), Handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        yield failed
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def workers_with_failing_heavy(first_port: int, failing_port: int, external: bool) -> str:
+    """The `--set workers=...` of gpu-sim's four workers (started on the ports after `first_port`, or, with
+    `external`, the ones a stack there started) and a third heavy worker, `heavy-bad`, that fails."""
+    workers: list[dict] = [
+        {"name": w.name, "group": w.group, "external_url": f"http://127.0.0.1:{first_port + 1 + i}"} if external
+        else w.model_copy(update={"port": first_port + 1 + i}).model_dump(exclude_none=True)
+        for i, w in enumerate(load_profile("gpu-sim").workers)]
+    workers.append({"name": "heavy-bad", "group": "heavy", "external_url": f"http://127.0.0.1:{failing_port}"})
+    return "workers=" + json.dumps(workers)
+
+
+@dataclass
+class Proxy:
+    """A stack's proxy with a failing heavy worker behind it: the stack's environment, and the times of the
+    requests that worker failed."""
+
+    env: dict[str, str]
+    failed: list[float]
+
+
+@pytest.fixture(scope="module")
+def joined(sim_env: dict[str, str], tmp_path_factory) -> Iterator[Proxy]:
+    """A second proxy instance, on 4106 with two processes, in front of sim_env's workers and a failing
+    `heavy-bad`, sharing sim_env's Redis: what a second machine running `serve up` with `proxy.redis_host` is."""
+    password = subprocess.run([sys.executable, "-c", "from serve.supervisor import stack_redis_password as p; print(p())"],
+                              env=sim_env, text=True, capture_output=True, check=True).stdout.strip()
+    settings = [workers_with_failing_heavy(4100, FAILING_PORTS["shared"], external=True), "proxy.num_workers=2",
+                "proxy.redis_host=127.0.0.1", f"proxy.redis_port={REDIS_PORT}"]
+    with failing_worker(FAILING_PORTS["shared"]) as failed:
+        for env in gpu_sim_stack(tmp_path_factory.mktemp("joined-home"), 4106, settings, {REDIS_PASSWORD_ENV: password}):
+            yield Proxy(env, failed)
+
+
+@pytest.fixture(scope="module")
+def unshared(tmp_path_factory) -> Iterator[Proxy]:
+    """A gpu-sim stack on 4200 whose two proxy processes share no Redis, with a failing `heavy-bad` too."""
+    settings = [workers_with_failing_heavy(4200, FAILING_PORTS["unshared"], external=False), "proxy.num_workers=2"]
+    with failing_worker(FAILING_PORTS["unshared"]) as failed:
+        for env in gpu_sim_stack(tmp_path_factory.mktemp("unshared-home"), 4200, settings):
+            yield Proxy(env, failed)
+
+
+def failed_before_and_after_cooldown(proxy: Proxy, requests: int = 40) -> tuple[int, int]:
+    """Heavy requests through the proxy, each on a new connection, until `heavy-bad` has failed more than
+    ALLOWED_FAILS of them (LiteLLM then cools it down); a pause, for the proxy's processes to read cooldowns from
+    Redis (they do each second); then `requests` more. Each succeeds, retried on another heavy worker if it has
+    to be. Returns how many requests heavy-bad failed before and after the pause."""
+    client = proxy_client(proxy.env)
+
+    def ask() -> None:
+        reply = client.chat.completions.create(model="heavy", messages=[{"role": "user", "content": "hi"}],
+                                               max_tokens=2, extra_headers={"Connection": "close"})
+        assert reply.choices[0].message.content is not None
+
+    for _ in range(200):
+        if len(proxy.failed) > ALLOWED_FAILS:
+            break
+        ask()
+    before = len(proxy.failed)
+    time.sleep(2)
+    for _ in range(requests):
+        ask()
+    return before, len(proxy.failed) - before
 
 
 def test_session_pins_hold_across_proxy_processes_that_share_redis(sim_env: dict[str, str]) -> None:
@@ -70,18 +185,30 @@ def test_session_pins_hold_across_proxy_processes_that_share_redis(sim_env: dict
     assert split == {}, f"NPCs served by more than one worker: {split}"
 
 
-def test_a_run_counts_the_commands_of_the_stacks_redis(sim_run: Path) -> None:
-    server = read_manifest(sim_run).summary.server  # type: ignore[union-attr]
-    assert server is not None and server.redis_commands is not None and server.redis_commands > 0
-    assert server.cpu_s["proxy"] > 0 and server.cpu_s["heavy-0"] > 0  # each stack process's CPU over the run
+def test_session_pins_hold_across_proxy_instances_that_share_redis(sim_env: dict[str, str], joined: Proxy) -> None:
+    assert status(joined.env)["redis"] is None  # it uses sim_env's
+    split = {npc: workers for npc, workers in workers_per_session(sim_env, joined.env).items() if len(workers) > 1}
+    assert split == {}, f"NPCs served by more than one worker: {split}"
 
 
-def test_without_redis_the_proxy_processes_pin_an_npc_each_their_own_way(tmp_path) -> None:
-    """The check above can fail: two processes with their own pins split NPCs between workers (7 of 20 when
+def test_without_redis_the_proxy_processes_pin_an_npc_each_their_own_way(unshared: Proxy) -> None:
+    """The checks above can fail: two processes with their own pins split NPCs between workers (7 of 20 when
     measured; each NPC pinned by both processes lands on two workers half the time)."""
-    for env in gpu_sim_stack(tmp_path / "home", 4200, ["proxy.num_workers=2"]):
-        split = [npc for npc, workers in workers_per_session(env).items() if len(workers) > 1]
-        assert split, "every NPC stayed on one worker without a shared Redis"
+    split = [npc for npc, workers in workers_per_session(unshared.env).items() if len(workers) > 1]
+    assert split, "every NPC stayed on one worker without a shared Redis"
+
+
+def test_a_failing_worker_cooled_down_by_one_proxy_process_is_avoided_by_all(joined: Proxy) -> None:
+    before, after = failed_before_and_after_cooldown(joined)
+    print(f"with Redis: heavy-bad failed {before} requests, then {after} of the next 40")
+    assert after == 0
+
+
+def test_without_redis_each_proxy_process_learns_of_a_failing_worker_itself(unshared: Proxy) -> None:
+    """The check above can fail: a process that has not seen heavy-bad fail often enough keeps sending to it."""
+    before, after = failed_before_and_after_cooldown(unshared)
+    print(f"without Redis: heavy-bad failed {before} requests, then {after} of the next 40")
+    assert after > 0
 
 
 def test_gpu_sim_comes_up_with_simulated_workers_and_says_so(sim_env: dict[str, str]) -> None:
