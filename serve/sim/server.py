@@ -12,10 +12,14 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import json
+import os
 import random
+import sys
 import time
+import traceback
 import uuid
 from collections.abc import AsyncIterator, Iterable
+from contextlib import asynccontextmanager
 from typing import Any
 
 from fastapi import FastAPI, Request
@@ -140,6 +144,15 @@ def error(status: int, message: str) -> JSONResponse:
                         status_code=status)
 
 
+def exit_if_failed(task: asyncio.Task) -> None:
+    """The engine loop raised: say why and exit, so that the supervisor restarts the worker (up, it would answer
+    /health with 503 and leave every request waiting)."""
+    if not task.cancelled() and (exc := task.exception()) is not None:
+        traceback.print_exception(exc, file=sys.stderr)
+        print("simulated engine loop failed; exiting", file=sys.stderr, flush=True)
+        os._exit(1)
+
+
 def create_app(config: SimWorkerConfig) -> FastAPI:
     engine = Engine(config.engine)
     streams: dict[Sequence, asyncio.Queue[int | None]] = {}
@@ -166,15 +179,18 @@ def create_app(config: SimWorkerConfig) -> FastAPI:
                     if seq.state == "finished":
                         queue.put_nowait(None)
 
-    app = FastAPI(title="npcbench simulated vLLM worker")
-
-    @app.on_event("startup")
-    async def _start() -> None:
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         app.state.loop_task = asyncio.create_task(engine_loop())
+        app.state.loop_task.add_done_callback(exit_if_failed)
+        yield
+        app.state.loop_task.cancel()
+
+    app = FastAPI(title="npcbench simulated vLLM worker", lifespan=lifespan)
 
     @app.get("/health")
     async def health() -> PlainTextResponse:
-        return PlainTextResponse("")
+        return PlainTextResponse("", status_code=503 if app.state.loop_task.done() else 200)
 
     @app.get("/version")
     async def version() -> dict[str, str]:

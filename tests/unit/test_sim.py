@@ -241,3 +241,28 @@ def test_calibration_recovers_the_terms_that_made_its_probes() -> None:
         {"request_overhead_ms": 5, "step_overhead_ms": 20, "prefill_ms_per_token": 0.8,
          "prefill_ms_per_token_pair": 0.0001, "decode_ms_per_seq": 3, "decode_ms_per_kv_token": 0.01}, abs=1e-3)
 
+
+
+def test_a_failed_engine_loop_exits_the_worker_so_the_supervisor_restarts_it(monkeypatch, capsys) -> None:
+    import asyncio
+
+    from serve.sim import server
+
+    exits: list[int] = []
+    monkeypatch.setattr(server.os, "_exit", exits.append)
+
+    async def fails() -> None:
+        raise RuntimeError("step arithmetic broke")
+
+    async def finishes() -> None:
+        return None
+
+    async def run(loop_body) -> None:
+        task = asyncio.create_task(loop_body())
+        await asyncio.gather(task, return_exceptions=True)
+        server.exit_if_failed(task)
+
+    asyncio.run(run(finishes))
+    assert exits == []
+    asyncio.run(run(fails))
+    assert exits == [1] and "step arithmetic broke" in capsys.readouterr().err
