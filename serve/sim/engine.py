@@ -15,7 +15,7 @@ from collections import OrderedDict
 from dataclasses import dataclass, field
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, Field
 
 from serve.spec import SimLatency
 
@@ -35,6 +35,18 @@ class EngineConfig(BaseModel):
     latency: SimLatency
 
 
+class SharedDevice(BaseModel):
+    """The core or GPU a simulated worker shares with others (the same `cpu_bind`, or the same `gpu`): a file
+    of one byte a worker, set while that worker has work (serve/sim/device.py)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    name: str
+    path: str
+    slot: int = Field(ge=0)
+    slots: int = Field(ge=2)
+
+
 class SimWorkerConfig(BaseModel):
     """Everything one simulated worker is started with: `python -m serve.sim --config JSON`."""
 
@@ -44,6 +56,7 @@ class SimWorkerConfig(BaseModel):
     host: str
     port: int
     engine: EngineConfig
+    device: SharedDevice | None = None
 
 
 @dataclass(eq=False)

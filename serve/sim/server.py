@@ -28,6 +28,7 @@ from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from pydantic import BaseModel, ConfigDict, Field
 
+from serve.sim.device import Device
 from serve.sim.engine import Engine, Sequence, SimWorkerConfig
 
 VERSION = "simulated (npcbench serve/sim)"  # what /version says in place of vLLM's version
@@ -155,6 +156,7 @@ def exit_if_failed(task: asyncio.Task) -> None:
 
 def create_app(config: SimWorkerConfig) -> FastAPI:
     engine = Engine(config.engine)
+    device = Device(config.device)
     streams: dict[Sequence, asyncio.Queue[int | None]] = {}
     wake = asyncio.Event()
     registry = CollectorRegistry()
@@ -165,12 +167,14 @@ def create_app(config: SimWorkerConfig) -> FastAPI:
         while True:
             step = engine.schedule()
             if not step.work:
+                device.busy(False)
                 wake.clear()
                 await wake.wait()
                 continue
+            device.busy(True)
             # Back to back, a step starts when the last one was due to end, so the loop's own lateness
             # (a late wake-up, the Python between steps) does not add up over a reply's steps.
-            deadline = max(loop.time(), deadline) + step.duration_s
+            deadline = max(loop.time(), deadline) + step.duration_s * device.sharers()
             await asyncio.sleep(max(0.0, deadline - loop.time()))
             for seq in engine.complete(step):
                 queue = streams.get(seq)

@@ -266,3 +266,33 @@ def test_a_failed_engine_loop_exits_the_worker_so_the_supervisor_restarts_it(mon
     assert exits == []
     asyncio.run(run(fails))
     assert exits == [1] and "step arithmetic broke" in capsys.readouterr().err
+
+
+def test_workers_of_one_core_or_gpu_share_it_and_others_do_not(monkeypatch, tmp_path) -> None:
+    monkeypatch.setenv("NPCBENCH_HOME", str(tmp_path))
+    cpu = load_profile("cpu-sim")  # heavy-0 and light-0 on core 0, heavy-1 and light-1 on core 1
+    devices = {w.name: sim_config(cpu, w).device for w in cpu.workers}
+    assert {name: (d.name, d.slot, d.slots) for name, d in devices.items() if d} == {
+        "heavy-0": ("cpu0", 0, 2), "heavy-1": ("cpu1", 0, 2), "light-0": ("cpu0", 1, 2), "light-1": ("cpu1", 1, 2)}
+    gpu = load_profile("gpu-sim")
+    assert {sim_config(gpu, w).device.name for w in gpu.workers} == {"gpu0", "gpu1"}  # type: ignore[union-attr]
+    alone = load_profile("gpu-sim", ["workers.1.gpu=2", "workers.3.gpu=3"])  # each worker on a GPU of its own
+    assert {sim_config(alone, w).device for w in alone.workers} == {None}
+
+
+def test_a_step_lasts_as_many_times_its_cost_as_workers_are_busy_on_the_device(tmp_path) -> None:
+    from serve.sim.device import Device
+    from serve.sim.engine import SharedDevice
+
+    shared = [SharedDevice(name="cpu0", path=str(tmp_path / "cpu0"), slot=i, slots=3) for i in range(3)]
+    a, b, c = (Device(s) for s in shared)
+    assert a.sharers() == 1  # nobody busy yet: a step of its own
+    a.busy(True)
+    b.busy(True)
+    assert a.sharers() == b.sharers() == c.sharers() == 2
+    c.busy(True)
+    b.busy(False)
+    assert a.sharers() == 2
+    Device(shared[0])  # a restarted worker clears the byte it may have left set
+    assert c.sharers() == 1
+    assert Device(None).sharers() == 1
