@@ -39,8 +39,8 @@ PROMETHEUS_MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
 def proxy_env(spec: StackSpec, key: str, metrics_dir: Path) -> dict[str, str]:
     """Environment of the proxy on top of the supervisor's: offline switches, the key, and with several proxy
     processes a shared folder for their Prometheus counters (each process would otherwise answer /metrics with
-    only its own). The caller empties `metrics_dir` before each start."""
-    env = {**LITELLM_OFFLINE_ENV, MASTER_KEY_ENV: key}
+    only its own), under the spec's `proxy.extra_env`. The caller empties `metrics_dir` before each start."""
+    env = {**spec.proxy.extra_env, **LITELLM_OFFLINE_ENV, MASTER_KEY_ENV: key}
     if spec.proxy.num_workers > 1:
         env[PROMETHEUS_MULTIPROC_ENV] = str(metrics_dir)
     return env
@@ -148,8 +148,9 @@ def vllm_env(spec: StackSpec, worker: WorkerSpec) -> dict[str, str]:
 
 def litellm_config(spec: StackSpec) -> dict[str, Any]:
     """LiteLLM proxy config: one deployment per worker, named by its group; `model_info.id` is the worker name,
-    which LiteLLM returns in the `x-litellm-model-id` response header."""
-    proxy = spec.proxy
+    which LiteLLM returns in the `x-litellm-model-id` response header. `proxy.extra_settings` is laid under each
+    section: what the harness renders wins (and the spec refuses extras that would collide with it)."""
+    proxy, extra = spec.proxy, spec.proxy.extra_settings
     model_list = [
         {
             "model_name": worker.group,
@@ -164,6 +165,7 @@ def litellm_config(spec: StackSpec) -> dict[str, Any]:
         for worker in spec.workers
     ]
     router: dict[str, Any] = {
+        **extra.router_settings,
         "routing_strategy": "simple-shuffle" if proxy.routing_strategy == SESSION_AFFINITY else proxy.routing_strategy,
         "num_retries": proxy.num_retries,
         "allowed_fails": proxy.allowed_fails,
@@ -180,10 +182,11 @@ def litellm_config(spec: StackSpec) -> dict[str, Any]:
         "model_list": model_list,
         "router_settings": router,
         # /metrics needs the key too: LiteLLM's default, said here so a change of default cannot open it.
-        "litellm_settings": {"callbacks": ["prometheus", f"{HOOKS}.request_check"], "request_timeout": proxy.timeout_s,
-                             "require_auth_for_metrics_endpoint": True},
+        "litellm_settings": {**extra.litellm_settings, "callbacks": ["prometheus", f"{HOOKS}.request_check"],
+                             "request_timeout": proxy.timeout_s, "require_auth_for_metrics_endpoint": True},
         # LiteLLM's own auth answers a wrong key with 400 when it has no database; ours answers 401.
-        "general_settings": {"master_key": f"os.environ/{MASTER_KEY_ENV}", "custom_auth": f"{HOOKS}.authenticate"},
+        "general_settings": {**extra.general_settings, "master_key": f"os.environ/{MASTER_KEY_ENV}",
+                             "custom_auth": f"{HOOKS}.authenticate"},
     }
 
 
@@ -197,4 +200,4 @@ def redis_conf(spec: StackSpec, password: str) -> str:
 def litellm_command(spec: StackSpec, config_path: str, python: str = sys.executable) -> list[str]:
     proxy = spec.proxy
     return [python, "-m", "litellm.proxy.proxy_cli", "--config", config_path, "--host", proxy.host, "--port", str(proxy.port),
-            "--num_workers", str(proxy.num_workers)]
+            "--num_workers", str(proxy.num_workers), *proxy.extra_args]

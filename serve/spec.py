@@ -127,6 +127,44 @@ class WorkerSpec(_Strict):
         return self.external_url is not None
 
 
+# What the harness renders into the proxy's config and environment from ProxySpec's own fields (serve/render.py):
+# auth, the callbacks (metrics and the request check), routing, retries, fallbacks, cooldowns, timeouts, the shared
+# Redis. A free-form extra whose name holds one of these words is refused, so an extra can add to the proxy but never
+# replace or switch off one of these.
+HARNESS_KEY_WORDS: dict[str, tuple[str, ...]] = {
+    "litellm_settings": ("callback", "require_auth", "timeout", "retr", "fallbacks", "cooldown", "allowed_fails"),
+    "general_settings": ("master_key", "auth", "routes"),
+    "router_settings": ("model_list", "routing_strategy", "pre_call_checks", "retr", "fallbacks", "allowed_fails",
+                        "cooldown", "timeout", "redis"),
+}
+HARNESS_PROXY_ENV = ("LITELLM_MASTER_KEY", "REDIS_PASSWORD", "PROMETHEUS_MULTIPROC_DIR", "LITELLM_TELEMETRY",
+                     "LITELLM_LOCAL_")  # the last: every LITELLM_LOCAL_* offline switch
+HARNESS_PROXY_FLAGS = ("--config", "-c", "--host", "--port", "--num_workers")
+
+
+def _harness_owned(key: str, words: tuple[str, ...]) -> bool:
+    return any(word in key.lower() for word in words)
+
+
+class LiteLLMExtraSettings(_Strict):
+    """More LiteLLM config, laid over the rendered config's sections of the same names."""
+
+    litellm_settings: dict[str, Any] = Field(default_factory=dict, description="module settings, e.g. "
+                                             "`prometheus_metrics_config`, `disable_aiohttp_transport`")
+    general_settings: dict[str, Any] = Field(default_factory=dict, description="proxy server settings")
+    router_settings: dict[str, Any] = Field(default_factory=dict, description="router settings beyond the ones "
+                                            "ProxySpec has fields for")
+
+    @model_validator(mode="after")
+    def _nothing_the_harness_renders(self) -> LiteLLMExtraSettings:
+        owned = [f"{section}.{key}" for section, words in HARNESS_KEY_WORDS.items()
+                 for key in getattr(self, section) if _harness_owned(key, words)]
+        if owned:
+            raise ValueError(f"{', '.join(owned)}: the harness renders auth, callbacks, routing, retries, fallbacks, "
+                             "cooldowns, timeouts and Redis from the proxy's own fields; set those instead")
+        return self
+
+
 class ProxySpec(_Strict):
     """The LiteLLM proxy in front of the workers."""
 
@@ -153,11 +191,32 @@ class ProxySpec(_Strict):
     start_redis: bool = Field(False, description="the stack starts its own redis-server on 127.0.0.1:redis_port, with a "
                               "password made at each start, and the proxy processes share routing state (session pins, "
                               "cooldowns, usage) through it")
+    # LiteLLM's own switches, to try without new code (`bench overhead --compare NAME --set proxy.extra_env.X=...`).
+    extra_env: dict[str, str] = Field(default_factory=dict, description="more environment of the proxy processes, "
+                                      "e.g. LITELLM_LOG or DISABLE_AIOHTTP_TRANSPORT; not the key, the Redis password, "
+                                      "the metrics folder or the offline switches, which the harness sets")
+    extra_settings: LiteLLMExtraSettings = Field(default_factory=LiteLLMExtraSettings,
+                                                 description="more LiteLLM config (litellm_settings, general_settings, "
+                                                 "router_settings); keys the harness renders are refused")
+    extra_args: list[str] = Field(default_factory=list, description="more `litellm` command-line flags, verbatim, "
+                                  "e.g. --run_granian; not --config, --host, --port or --num_workers")
 
     @model_validator(mode="after")
     def _one_redis(self) -> ProxySpec:
         if self.start_redis and self.redis_host:
             raise ValueError("give either redis_host (a Redis started elsewhere) or start_redis = true, not both")
+        return self
+
+    @model_validator(mode="after")
+    def _extras_leave_the_harness_alone(self) -> ProxySpec:
+        env = [name for name in self.extra_env if name.upper().startswith(HARNESS_PROXY_ENV)]
+        flags = [arg for arg in self.extra_args if arg.split("=")[0] in HARNESS_PROXY_FLAGS]
+        if env:
+            raise ValueError(f"extra_env {', '.join(env)}: the harness sets the proxy's key, Redis password, metrics "
+                             "folder and offline switches itself")
+        if flags:
+            raise ValueError(f"extra_args {', '.join(flags)}: the harness passes the config, host, port and number "
+                             "of processes from the proxy's own fields")
         return self
 
 

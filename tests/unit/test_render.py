@@ -18,7 +18,7 @@ from serve.render import (
     vllm_command,
     vllm_env,
 )
-from serve.spec import SpecError, load_profile
+from serve.spec import SpecError, apply_overrides, load_profile, parse_spec
 
 
 def flag(args: list[str], name: str) -> str:
@@ -171,3 +171,22 @@ def test_a_redis_the_stack_starts_listens_on_loopback_with_a_password_and_keeps_
                     "save": '""', "appendonly": "no", "daemonize": "no"}
     with pytest.raises(SpecError, match="either redis_host"):
         load_profile("cpu", ["proxy.start_redis=true", "proxy.redis_host=10.0.0.5"])
+
+
+def test_litellms_own_switches_reach_the_proxy_through_set_overrides(tmp_path) -> None:
+    metrics = ["litellm_overhead_latency_metric", "litellm_requests_metric"]
+    overrides = ["proxy.extra_env.LITELLM_LOG=WARNING", "proxy.extra_env.DISABLE_AIOHTTP_TRANSPORT=True",
+                 f'proxy.extra_settings.litellm_settings.prometheus_metrics_config=[{{"group": "bench", "metrics": '
+                 f'{json.dumps(metrics)}}}]', "proxy.extra_settings.router_settings.cache_responses=false",
+                 'proxy.extra_args=["--run_granian"]']
+    # As `bench overhead --compare` applies them: over the running stack's spec, dumped.
+    spec = parse_spec(apply_overrides(load_profile("cpu").model_dump(mode="json"), overrides))
+    env = proxy_env(spec, "k" * 32, tmp_path)
+    assert (env["LITELLM_LOG"], env["DISABLE_AIOHTTP_TRANSPORT"], env[MASTER_KEY_ENV]) == ("WARNING", "True", "k" * 32)
+    config, plain = litellm_config(spec), litellm_config(load_profile("cpu"))
+    assert config["litellm_settings"] == {**plain["litellm_settings"],
+                                          "prometheus_metrics_config": [{"group": "bench", "metrics": metrics}]}
+    assert config["router_settings"] == {**plain["router_settings"], "cache_responses": False}
+    assert config["general_settings"] == plain["general_settings"]
+    assert litellm_command(spec, "cfg.yaml")[-1] == "--run_granian"
+    assert litellm_command(load_profile("cpu"), "cfg.yaml")[-1] == "1"  # --num_workers 1, nothing after it

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import json
 import socket
 import tomllib
 
@@ -134,6 +135,18 @@ def test_port_in_use(cpu: dict, tmp_path, monkeypatch) -> None:
             preflight(parse_spec(cpu))
 
 
+def test_a_shared_redis_that_does_not_answer_is_named_before_anything_starts(cpu: dict, tmp_path, monkeypatch) -> None:
+    monkeypatch.setenv("NPCBENCH_HOME", str(tmp_path))
+    with socket.socket() as free:
+        free.bind(("127.0.0.1", 0))
+        port = free.getsockname()[1]  # nothing listens on it once closed
+    cpu = copy.deepcopy(cpu)
+    cpu["proxy"] |= {"redis_host": "127.0.0.1", "redis_port": port}
+    with pytest.raises(SpecError, match=rf"proxy.redis_host: the Redis at 127.0.0.1:{port} does not answer "
+                                        r"\(ConnectionError: .*\); start it, or put its password in \$REDIS_PASSWORD"):
+        preflight(parse_spec(cpu))
+
+
 def test_kv_bytes_per_token_from_model_config() -> None:
     cpu = load_profile("cpu")
     # 2 (K and V) x 30 layers x 3 KV heads x 64 head dim x 2 bytes (bf16)
@@ -178,3 +191,27 @@ def test_waiting_for_health_shows_progress_then_each_ready_worker(monkeypatch) -
 def test_gpu_shares_that_sum_to_the_cap_exactly_are_accepted(gpu: dict) -> None:
     gpu["groups"]["light"]["gpu_memory_utilization"] = 0.4  # 0.55 + 0.4 is 0.9500000000000001 in floats
     assert parse_spec(gpu).groups["light"].gpu_memory_utilization == 0.4
+
+
+def test_proxy_extras_cannot_replace_what_the_harness_renders(tmp_path) -> None:
+    from serve.render import litellm_config, proxy_env
+
+    spec = load_profile("cpu", ["proxy.start_redis=true", "proxy.num_workers=2"])  # every key the harness can render
+    config = litellm_config(spec)
+    for section in ("litellm_settings", "general_settings", "router_settings"):
+        for key in config[section]:
+            with pytest.raises(SpecError, match=rf"{section}.{key}: the harness renders auth, callbacks, routing"):
+                load_profile("cpu", [f"proxy.extra_settings.{section}.{key}=1"])
+    for name in proxy_env(spec, "k" * 32, tmp_path):
+        with pytest.raises(SpecError, match=rf"extra_env {name}: the harness sets"):
+            load_profile("cpu", [f'proxy.extra_env.{name}="x"'])
+    for args in (["--port", "4100"], ["--num_workers=2"], ["-c", "other.yaml"]):
+        with pytest.raises(SpecError, match="extra_args .*: the harness passes the config, host, port"):
+            load_profile("cpu", [f"proxy.extra_args={json.dumps(args)}"])
+    # Nor switch off a kept feature under another name.
+    for extra in ("router_settings.disable_cooldowns=true", "router_settings.default_fallbacks=[]",
+                  "general_settings.public_routes=[]", "litellm_settings.success_callback=[]"):
+        with pytest.raises(SpecError, match="the harness renders"):
+            load_profile("cpu", [f"proxy.extra_settings.{extra}"])
+    with pytest.raises(SpecError, match=r"proxy.extra_settings.caching: Extra inputs are not permitted"):
+        load_profile("cpu", ["proxy.extra_settings.caching.ttl=5"])
