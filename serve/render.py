@@ -39,8 +39,10 @@ PROMETHEUS_MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
 def proxy_env(spec: StackSpec, key: str, metrics_dir: Path) -> dict[str, str]:
     """Environment of the proxy on top of the supervisor's: offline switches, the key, and with several proxy
     processes a shared folder for their Prometheus counters (each process would otherwise answer /metrics with
-    only its own), under the spec's `proxy.extra_env`. The caller empties `metrics_dir` before each start."""
-    env = {**spec.proxy.extra_env, **LITELLM_OFFLINE_ENV, MASTER_KEY_ENV: key}
+    only its own), under the spec's `proxy.extra_env`. The caller empties `metrics_dir` before each start.
+    A proxy process that crashes in native code (once seen: SIGSEGV, nothing in its log) leaves Python's stack
+    of each thread in its log (faulthandler)."""
+    env = {**spec.proxy.extra_env, **LITELLM_OFFLINE_ENV, MASTER_KEY_ENV: key, "PYTHONFAULTHANDLER": "1"}
     if spec.proxy.num_workers > 1:
         env[PROMETHEUS_MULTIPROC_ENV] = str(metrics_dir)
     return env

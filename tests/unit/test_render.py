@@ -147,6 +147,11 @@ def test_several_proxy_processes_share_one_metrics_folder(tmp_path) -> None:
     assert two["PROMETHEUS_MULTIPROC_DIR"] == str(tmp_path) and two[MASTER_KEY_ENV] == "k" * 32
 
 
+def test_a_proxy_that_crashes_in_native_code_leaves_its_python_stack_in_its_log(tmp_path) -> None:
+    env = proxy_env(load_profile("cpu", ['proxy.extra_env.PYTHONFAULTHANDLER="0"']), "k" * 32, tmp_path)
+    assert env["PYTHONFAULTHANDLER"] == "1"  # and an extra cannot turn it off
+
+
 def test_workers_are_declared_free_unless_told() -> None:
     infos = [m["model_info"] for m in litellm_config(load_profile("cpu"))["model_list"]]
     assert all(i["input_cost_per_token"] == 0 and i["output_cost_per_token"] == 0 for i in infos)
