@@ -22,6 +22,7 @@ from pathlib import Path
 import pytest
 from openai import OpenAI
 
+from bench.metrics import scrape, total
 from bench.rundir import SIMULATED_NOTE, read_manifest, read_requests
 from serve.render import REDIS_PASSWORD_ENV
 from serve.sim.server import VERSION
@@ -30,7 +31,6 @@ from serve.spec import load_profile
 REDIS_PORT = 6390
 SHARED = ["proxy.num_workers=2", "proxy.start_redis=true", f"proxy.redis_port={REDIS_PORT}"]
 FAILING_PORTS = {"shared": 4199, "unshared": 4299}  # the failing worker of the stacks on 4106 and 4200
-ALLOWED_FAILS = load_profile("gpu-sim").proxy.allowed_fails  # a worker failing more often in a minute cools down
 
 
 def gpu_sim_stack(home: Path, first_port: int, settings: list[str],
@@ -155,11 +155,18 @@ def unshared(tmp_path_factory) -> Iterator[Proxy]:
             yield Proxy(env, failed)
 
 
-def failed_before_and_after_cooldown(proxy: Proxy, requests: int = 40) -> tuple[int, int]:
-    """Heavy requests through the proxy, each on a new connection, until `heavy-bad` has failed more than
-    ALLOWED_FAILS of them (LiteLLM then cools it down); a pause, for the proxy's processes to read cooldowns from
-    Redis (they do each second); then `requests` more. Each succeeds, retried on another heavy worker if it has
-    to be. Returns how many requests heavy-bad failed before and after the pause."""
+def cooldowns(env: dict[str, str]) -> float:
+    """How many times the proxy's processes have put a worker in cooldown (LiteLLM's own counter)."""
+    state = status(env)
+    return total(scrape(state["proxy_url"], headers={"Authorization": f"Bearer {state['key']}"}),
+                 "litellm_deployment_cooled_down_total")
+
+
+def failed_after_first_cooldown(proxy: Proxy, requests: int = 40) -> int:
+    """Heavy requests through the proxy, each on a new connection, until one of its processes has put the failing
+    `heavy-bad` in cooldown (it failed more than `allowed_fails` of that process's requests); a pause, for the
+    other process to read cooldowns from Redis (LiteLLM does each second); then `requests` more. Each succeeds,
+    retried on another heavy worker if it has to be. Returns how many of the last requests heavy-bad failed."""
     client = proxy_client(proxy.env)
 
     def ask() -> None:
@@ -168,14 +175,15 @@ def failed_before_and_after_cooldown(proxy: Proxy, requests: int = 40) -> tuple[
         assert reply.choices[0].message.content is not None
 
     for _ in range(200):
-        if len(proxy.failed) > ALLOWED_FAILS:
-            break
         ask()
-    before = len(proxy.failed)
+        if cooldowns(proxy.env) >= 1:
+            break
+    assert cooldowns(proxy.env) == 1, "heavy-bad was never put in cooldown, or more than once before the pause"
     time.sleep(2)
+    before = len(proxy.failed)
     for _ in range(requests):
         ask()
-    return before, len(proxy.failed) - before
+    return len(proxy.failed) - before
 
 
 def test_session_pins_hold_across_proxy_processes_that_share_redis(sim_env: dict[str, str]) -> None:
@@ -199,15 +207,15 @@ def test_without_redis_the_proxy_processes_pin_an_npc_each_their_own_way(unshare
 
 
 def test_a_failing_worker_cooled_down_by_one_proxy_process_is_avoided_by_all(joined: Proxy) -> None:
-    before, after = failed_before_and_after_cooldown(joined)
-    print(f"with Redis: heavy-bad failed {before} requests, then {after} of the next 40")
+    after = failed_after_first_cooldown(joined)
+    print(f"with Redis: heavy-bad failed {after} of the 40 requests after its first cooldown")
     assert after == 0
 
 
 def test_without_redis_each_proxy_process_learns_of_a_failing_worker_itself(unshared: Proxy) -> None:
-    """The check above can fail: a process that has not seen heavy-bad fail often enough keeps sending to it."""
-    before, after = failed_before_and_after_cooldown(unshared)
-    print(f"without Redis: heavy-bad failed {before} requests, then {after} of the next 40")
+    """The check above can fail: the process that did not cool heavy-bad down keeps sending to it."""
+    after = failed_after_first_cooldown(unshared)
+    print(f"without Redis: heavy-bad failed {after} of the 40 requests after its first cooldown")
     assert after > 0
 
 
