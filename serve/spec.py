@@ -138,7 +138,7 @@ HARNESS_KEY_WORDS: dict[str, tuple[str, ...]] = {
                         "cooldown", "timeout", "redis"),
 }
 HARNESS_PROXY_ENV = ("LITELLM_MASTER_KEY", "REDIS_PASSWORD", "PROMETHEUS_MULTIPROC_DIR", "LITELLM_TELEMETRY",
-                     "LITELLM_LOCAL_")  # the last: every LITELLM_LOCAL_* offline switch
+                     "PYTHONFAULTHANDLER", "LITELLM_LOCAL_")  # the last: every LITELLM_LOCAL_* offline switch
 HARNESS_PROXY_FLAGS = ("--config", "-c", "--host", "--port", "--num_workers")
 
 
@@ -194,7 +194,7 @@ class ProxySpec(_Strict):
     # LiteLLM's own switches, to try without new code (`bench overhead --compare NAME --set proxy.extra_env.X=...`).
     extra_env: dict[str, str] = Field(default_factory=dict, description="more environment of the proxy processes, "
                                       "e.g. LITELLM_LOG or DISABLE_AIOHTTP_TRANSPORT; not the key, the Redis password, "
-                                      "the metrics folder or the offline switches, which the harness sets")
+                                      "the metrics folder, the offline switches or PYTHONFAULTHANDLER, which the harness sets")
     extra_settings: LiteLLMExtraSettings = Field(default_factory=LiteLLMExtraSettings,
                                                  description="more LiteLLM config (litellm_settings, general_settings, "
                                                  "router_settings); keys the harness renders are refused")
@@ -213,7 +213,7 @@ class ProxySpec(_Strict):
         flags = [arg for arg in self.extra_args if arg.split("=")[0] in HARNESS_PROXY_FLAGS]
         if env:
             raise ValueError(f"extra_env {', '.join(env)}: the harness sets the proxy's key, Redis password, metrics "
-                             "folder and offline switches itself")
+                             "folder, offline switches and crash traces itself")
         if flags:
             raise ValueError(f"extra_args {', '.join(flags)}: the harness passes the config, host, port and number "
                              "of processes from the proxy's own fields")
