@@ -343,8 +343,7 @@ def redis_commands(spec: StackSpec) -> int | None:
     """Commands the stack's own Redis has processed since it started (None without one, or if it cannot be read)."""
     import redis
 
-    password = stack_redis_password()
-    if not spec.proxy.start_redis or password is None:
+    if not spec.proxy.start_redis or (password := stack_redis_password()) is None:
         return None
     try:
         return int(redis_client(spec.proxy.redis_port, password).info()["total_commands_processed"])

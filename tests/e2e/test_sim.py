@@ -155,9 +155,9 @@ def unshared(tmp_path_factory) -> Iterator[Proxy]:
             yield Proxy(env, failed)
 
 
-def cooldowns(env: dict[str, str]) -> float:
-    """How many times the proxy's processes have put a worker in cooldown (LiteLLM's own counter)."""
-    state = status(env)
+def cooldowns(state: dict) -> float:
+    """How many times the proxy's processes have put a worker in cooldown (LiteLLM's own counter); `state` is
+    the stack's `status --json`."""
     return total(scrape(state["proxy_url"], headers={"Authorization": f"Bearer {state['key']}"}),
                  "litellm_deployment_cooled_down_total")
 
@@ -167,7 +167,7 @@ def failed_after_first_cooldown(proxy: Proxy, requests: int = 40) -> int:
     `heavy-bad` in cooldown (it failed more than `allowed_fails` of that process's requests); a pause, for the
     other process to read cooldowns from Redis (LiteLLM does each second); then `requests` more. Each succeeds,
     retried on another heavy worker if it has to be. Returns how many of the last requests heavy-bad failed."""
-    client = proxy_client(proxy.env)
+    client, state = proxy_client(proxy.env), status(proxy.env)
 
     def ask() -> None:
         reply = client.chat.completions.create(model="heavy", messages=[{"role": "user", "content": "hi"}],
@@ -176,9 +176,9 @@ def failed_after_first_cooldown(proxy: Proxy, requests: int = 40) -> int:
 
     for _ in range(200):
         ask()
-        if cooldowns(proxy.env) >= 1:
+        if cooldowns(state) >= 1:
             break
-    assert cooldowns(proxy.env) == 1, "heavy-bad was never put in cooldown, or more than once before the pause"
+    assert cooldowns(state) == 1, "heavy-bad was never put in cooldown, or more than once before the pause"
     time.sleep(2)
     before = len(proxy.failed)
     for _ in range(requests):
@@ -273,6 +273,12 @@ def test_two_locust_processes_write_one_folder_like_one_process_does(sim_run: Pa
     assert set(merged.files) == set(single.files)
     assert {p.name for p in sim_run.iterdir()} == {p.name for p in (tmp_path / "single-sim").iterdir()}
     assert merged.summary.model_fields_set == single.summary.model_fields_set
+
+
+def test_a_run_counts_the_commands_of_the_stacks_redis(sim_run: Path) -> None:
+    server = read_manifest(sim_run).summary.server  # type: ignore[union-attr]
+    assert server is not None and server.redis_commands is not None and server.redis_commands > 0
+    assert server.cpu_s["proxy"] > 0 and server.cpu_s["heavy-0"] > 0  # each stack process's CPU over the run
 
 
 def test_client_token_counts_agree_with_the_simulators_counters(sim_run: Path) -> None:
