@@ -30,6 +30,7 @@ from bench.records import lock_mismatch
 from bench.rundir import DIRTY_TREE_NOTE, git_info, labelled_run_id, new_run_id, read_manifest, read_requests
 from bench.spec import MixError, check_fits, direct_worker, load_mix, mix_names
 from bench.stats import LEVEL
+from serve.paths import REPO_ROOT
 from serve.settings import settings
 from serve.spec import error_lines
 from serve.state import NOT_READY, ready_state
@@ -360,6 +361,20 @@ def cmd_scaleout(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_docs(args: argparse.Namespace) -> int:
+    from bench.report import pages
+
+    docs, results = Path(args.docs_dir), Path(args.results_dir)
+    if args.check:
+        if stale := pages.stale(docs, results):
+            return fail(f"generated docs pages differ from their results: {', '.join(stale)}; run `python -m bench docs`", 1)
+        print(f"{len(pages.pages())} generated pages match their results")
+        return 0
+    changed = pages.write(docs, results)
+    print(f"{len(pages.pages())} generated pages; rewritten: {', '.join(changed) or 'none'}")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -435,6 +450,11 @@ def main(argv: list[str] | None = None) -> int:
                           help="the harness-ceilings run folders")
     scaleout.add_argument("--redis-ops-per-s", type=float, help="what one Redis serves here (redis-benchmark)")
     scaleout.set_defaults(func=cmd_scaleout)
+    docs = sub.add_parser("docs", help="write the docs pages generated from the committed results (docs/studies/, ...)")
+    docs.add_argument("--check", action="store_true", help="only check that the committed pages are current")
+    docs.add_argument("--docs-dir", default=str(REPO_ROOT / "docs"))
+    docs.add_argument("--results-dir", default=str(REPO_ROOT / "results"))
+    docs.set_defaults(func=cmd_docs)
     args = parser.parse_args(argv)
     try:
         return args.func(args)
