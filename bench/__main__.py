@@ -10,6 +10,7 @@
     python -m bench overhead [--label NAME]                                        what the proxy adds per request
     python -m bench fidelity [--direct light-0]                                    this bench against vllm bench serve
     python -m bench mixes                                                          the mixes and their classes
+    python -m bench report RUN_DIR [RUN_DIR ...]                                   a run as one HTML page (RUN_DIR/report.html)
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ from pydantic import ValidationError
 from bench.analysis import sweep_index
 from bench.options import LoadOptions
 from bench.records import lock_mismatch
+from bench.report import html as report
 from bench.rundir import DIRTY_TREE_NOTE, git_info, labelled_run_id, new_run_id, read_manifest, read_requests
 from bench.spec import MixError, check_fits, direct_worker, load_mix, mix_names
 from bench.stats import LEVEL
@@ -122,6 +124,7 @@ def run_once(args: argparse.Namespace, state, mix, run_dir: Path) -> int:
         return fail(f"locust exited with code {code} before the run started; see its output above", 1)
     manifest = read_manifest(run_dir)
     print_summary(run_dir)
+    report.report_after_run(run_dir)
     return {"complete": 0, "interrupted": 130}.get(manifest.status, 1)
 
 
@@ -450,6 +453,9 @@ def main(argv: list[str] | None = None) -> int:
                           help="the harness-ceilings run folders")
     scaleout.add_argument("--redis-ops-per-s", type=float, help="what one Redis serves here (redis-benchmark)")
     scaleout.set_defaults(func=cmd_scaleout)
+    report_parser = sub.add_parser("report", help="a run as one self-contained HTML page (RUN_DIR/report.html)")
+    report.add_cli_args(report_parser)
+    report_parser.set_defaults(func=report.run)
     docs = sub.add_parser("docs", help="write the docs pages generated from the committed results (docs/studies/, ...)")
     docs.add_argument("--check", action="store_true", help="only check that the committed pages are current")
     docs.add_argument("--docs-dir", default=str(REPO_ROOT / "docs"))
