@@ -295,7 +295,7 @@ def cmd_overhead(args: argparse.Namespace) -> int:
     record = run_overhead(state, Path(args.results_dir), run_id, args.label, args.requests, args.concurrency,
                           args.duration_s, args.compare, args.set)
     print(pd.DataFrame([row.model_dump() for row in record.rows]).to_string(na_rep="-"))
-    print(f"results: {Path(args.results_dir) / run_id}")
+    print(f"results: {Path(args.results_dir) / record.run_id}")
     return 0
 
 

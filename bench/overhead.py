@@ -33,7 +33,7 @@ from pydantic import BaseModel, Field
 
 from bench.metrics import scrape, total
 from bench.records import Provenance
-from bench.rundir import provenance
+from bench.rundir import labelled_run_id, provenance
 from serve.process import Managed, log_tail, port_is_free, process_tree
 from serve.render import litellm_command, litellm_config, proxy_env
 from serve.spec import ProxySpec, apply_overrides, parse_spec
@@ -221,6 +221,7 @@ def wait_ready(proxy: Managed, timeout_s: float = 300) -> None:
 
 def run_overhead(state: StackState, results_dir: Path, run_id: str, label: str, n: int, concurrency: int,
                  duration_s: float, compare: str | None = None, overrides: list[str] | None = None) -> OverheadRun:
+    run_id = labelled_run_id(run_id, state.spec.simulated)  # the record says in its name what its workers were
     out = results_dir / run_id
     out.mkdir(parents=True, exist_ok=False)
     record = OverheadRun(run_id=run_id, label=label, started_at=now_iso(),

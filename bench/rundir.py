@@ -63,10 +63,20 @@ def new_run_id(mix_name: str, now: datetime | None = None, simulated: bool = Fal
     return labelled_run_id(f"{now:%Y%m%d-%H%M%S}-{mix_name}", simulated)
 
 
-def labelled_run_id(run_id: str, simulated: bool) -> str:
-    """A run against simulated workers says so in its name: `...-sim`, added where the name lacks it."""
-    return run_id if not simulated or SIMULATED_SUFFIX in run_id else run_id + SIMULATED_SUFFIX
+# A simulated run's name ends in -sim, or in -sim-r0, -sim-r1, ... for repeats; "-sim" inside a name (a profile's,
+# as in cpu-sim-shared) does not count, since a reader skims for the end.
+SIMULATED_RUN_ID = re.compile(re.escape(SIMULATED_SUFFIX) + r"(?:-r\d+)?$")
 
+
+def says_simulated(run_id: str) -> bool:
+    """The name ends in `-sim` (or `-sim-rN`, a repeat of one)."""
+    return SIMULATED_RUN_ID.search(run_id) is not None
+
+
+def labelled_run_id(run_id: str, simulated: bool) -> str:
+    """A run against simulated workers says so in its name: `-sim` is added at the end where the name lacks it
+    there (repeats then add `-r0`, `-r1`, ...)."""
+    return run_id if not simulated or says_simulated(run_id) else run_id + SIMULATED_SUFFIX
 
 def machine_info() -> Machine:
     cpu_model = platform.processor() or "unknown"

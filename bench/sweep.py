@@ -110,7 +110,7 @@ def run_sweep(path: Path, results_dir: Path, resume: bool = True) -> int:
     try:
         for i, serve_point in enumerate(settings):
             simulated = load_profile(sweep.profile, overrides(serve_point)).simulated  # its runs say so: `-sim`
-            runs = [(labelled_run_id(run_name(i, j, r, sweep.repeats), simulated), load_point)
+            runs = [(run_name(i, j, r, sweep.repeats, simulated), load_point)
                     for j, load_point in enumerate(load_points) for r in range(sweep.repeats)]
             todo = [(run_id, lp) for run_id, lp in runs if not (resume and is_complete(sweep_dir / run_id))]
             # restart: one stack per run; otherwise one per serve setting, its runs one after the other
@@ -119,7 +119,7 @@ def run_sweep(path: Path, results_dir: Path, resume: bool = True) -> int:
                     startup.setdefault(i, started)  # the setting's first start-up, not a later restart's
             for k, (run_id, load_point) in enumerate(runs):
                 index.append(_index_row(sweep_dir / run_id, run_id, serve_point, load_point, startup.get(i),
-                                        repeat=k % sweep.repeats))
+                                        repeat=k % sweep.repeats, simulated=simulated))
             _write_index(sweep_dir, index)
     except KeyboardInterrupt:
         subprocess.run([sys.executable, "-m", "serve", "down"])
@@ -163,18 +163,20 @@ def _run_serve_point(sweep: SweepSpec, serve_point: dict[str, Any], todo, sweep_
     return startup_s
 
 
-def run_name(serve_index: int, load_index: int, repeat: int, repeats: int) -> str:
-    """`s0-l1`, or with repeats `s0-l1-r0`, `s0-l1-r1`, ..."""
-    return f"s{serve_index}-l{load_index}" + (f"-r{repeat}" if repeats > 1 else "")
+def run_name(serve_index: int, load_index: int, repeat: int, repeats: int, simulated: bool = False) -> str:
+    """`s0-l1`, or with repeats `s0-l1-r0`, `s0-l1-r1`, ...; on simulated workers `s0-l1-sim`, `s0-l1-sim-r0`, ...
+    (the label before the repeat, as `bench run --repeats` names them, so a point's repeats share its name)."""
+    return labelled_run_id(f"s{serve_index}-l{load_index}", simulated) + (f"-r{repeat}" if repeats > 1 else "")
 
 
 def _index_row(run_dir: Path, run_id: str, serve_point: dict, load_point: dict,
-               startup_s: float | None, repeat: int = 0) -> dict[str, Any]:
+               startup_s: float | None, repeat: int = 0, simulated: bool = False) -> dict[str, Any]:
     manifest = read_manifest(run_dir) if (run_dir / MANIFEST).exists() else None
     summary = manifest.summary if manifest else None
     figures = summary.all.model_dump() if summary else {}
     server = summary.server if summary else None
-    return {"run_id": run_id, "path": run_dir.name, "status": manifest.status if manifest else "failed", "repeat": repeat,
+    return {"run_id": run_id, "path": run_dir.name, "status": manifest.status if manifest else "failed",
+            "simulated": manifest.simulated if manifest else simulated, "repeat": repeat,
             **{f"serve.{k}": v for k, v in serve_point.items()}, **{f"load.{k}": v for k, v in load_point.items()},
             "startup_s": startup_s, **{key: figures.get(key) for key in INDEX_FIGURES},
             "prefix_cache_hit_rate": server.prefix_cache_hit_rate.get("all") if server else None,
@@ -187,7 +189,10 @@ def write_intervals(sweep_dir: Path) -> None:
     from bench.compare import compare, load_subjects
 
     subjects = load_subjects(sweep_dir)
-    compare(subjects).to_csv(sweep_dir / "intervals.csv", index=False)
+    table = compare(subjects)
+    simulated = {s.name: any(run.manifest.simulated for run in s.runs) for s in subjects}
+    table.insert(table.columns.get_loc("subject") + 1, "simulated", table.subject.map(simulated))
+    table.to_csv(sweep_dir / "intervals.csv", index=False)
     print(f"intervals: {sweep_dir / 'intervals.csv'} (`python -m bench compare {sweep_dir}` prints them)")
 
 

@@ -1,6 +1,7 @@
 # What made proxy-paths/ (2026-12-01, issue 13), from the repository's root: LiteLLM's lighter paths, each
 # measured by `bench overhead --compare` beside the stack's own proxy (`default`) in one run.
 # SIMULATED engine: gpu-sim with a near-instant latency model (as harness-ceilings/), so the proxy is the cost.
+# Each --run-id below now gets `-sim` added by the bench (granian -> granian-sim); the folders were renamed so.
 R=results/proxy-paths
 FAST=""
 for g in heavy light; do

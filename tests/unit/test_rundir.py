@@ -6,6 +6,8 @@ import json
 import sys
 from datetime import UTC, datetime
 
+import pytest
+
 from bench.__main__ import main
 from bench.metrics import PREFIX_CACHE_HITS, PREFIX_CACHE_QUERIES
 from bench.records import EnvLock, GitState, Manifest, PrefixCacheCounters, RequestRecord, lock_mismatch
@@ -14,10 +16,12 @@ from bench.rundir import (
     RunDir,
     cache_state,
     env_lock,
+    labelled_run_id,
     machine_info,
     new_run_id,
     read_manifest,
     read_requests,
+    says_simulated,
 )
 from bench.spec import load_mix
 from bench.summary import summarize
@@ -72,6 +76,17 @@ def test_run_ids_sort_by_time() -> None:
     earlier = new_run_id("npc-cpu", datetime(2026, 11, 22, 3, 0, 0, tzinfo=UTC))
     later = new_run_id("npc-cpu", datetime(2026, 11, 22, 3, 0, 1, tzinfo=UTC))
     assert earlier == "20261122-030000-npc-cpu" and earlier < later
+
+
+@pytest.mark.parametrize(("given", "named"), [
+    ("npc-gpu", "npc-gpu-sim"), ("npc-gpu-sim", "npc-gpu-sim"), ("s0-l1-r2", "s0-l1-r2-sim"), ("x-sim-r3", "x-sim-r3"),
+    ("cpu-sim-shared", "cpu-sim-shared-sim"),  # "-sim" inside the name (the profile's) is not the label
+    ("simulated", "simulated-sim"), ("a-sim-rx", "a-sim-rx-sim"),
+])
+def test_a_simulated_run_is_named_so_at_the_end(given: str, named: str) -> None:
+    assert labelled_run_id(given, simulated=True) == named and says_simulated(named)
+    assert labelled_run_id(given, simulated=False) == given
+    assert new_run_id("npc-gpu", datetime(2026, 11, 22, tzinfo=UTC), simulated=True).endswith("-npc-gpu-sim")
 
 
 def test_a_run_names_the_lock_its_environment_was_installed_from(tmp_path, monkeypatch) -> None:

@@ -87,3 +87,34 @@ def test_committed_single_run_sweeps_say_how_their_results_ran() -> None:
     for name in ("cpu-sample", "cpu-tick", "cpu-routing", "cpu-defaults", "cpu-capacity", "cpu-tick-policies"):
         sweep = load_sweep(Path(__file__).resolve().parents[2] / "bench" / "sweeps" / f"{name}.toml")
         assert (sweep.repeats, sweep.cache) == (1, "keep"), name
+
+
+def test_a_simulated_sweeps_runs_end_in_sim_before_their_repeat() -> None:
+    from bench.compare import _point_of
+    from bench.rundir import says_simulated
+    from bench.sweep import run_name
+
+    names = [run_name(0, 1, r, 2, simulated=True) for r in range(2)]
+    assert names == ["s0-l1-sim-r0", "s0-l1-sim-r1"] and all(says_simulated(n) for n in names)
+    assert {_point_of(n) for n in names} == {"s0-l1-sim"}  # `bench compare` gathers them as one point's repeats
+    assert run_name(0, 1, 0, 1, simulated=True) == "s0-l1-sim"
+
+
+def test_the_index_and_the_intervals_say_which_points_were_simulated(tmp_path) -> None:
+    import json
+    import shutil
+
+    import pandas as pd
+
+    from bench.sweep import _index_row, write_intervals
+
+    results = Path(__file__).resolve().parents[2] / "results"
+    sweep_dir = tmp_path / "sweep-sim"
+    shutil.copytree(results / "sweep-gpu-sim-routing-scale", sweep_dir)
+    assert _index_row(sweep_dir / "s0-l0-sim", "s0-l0-sim", {}, {}, None)["simulated"] is True  # from its manifest
+    assert _index_row(sweep_dir / "never-ran", "never-ran", {}, {}, None, simulated=True)["simulated"] is True
+    assert _index_row(results / "sweep-cpu-sample" / "s0-l0", "s0-l0", {}, {}, None)["simulated"] is False
+    (sweep_dir / "index.json").write_text(json.dumps(json.loads((sweep_dir / "index.json").read_text())[:2]))
+    write_intervals(sweep_dir)
+    intervals = pd.read_csv(sweep_dir / "intervals.csv")
+    assert list(intervals.columns[:4]) == ["cls", "figure", "subject", "simulated"] and intervals.simulated.all()
