@@ -67,6 +67,13 @@ def sweep_points(sweep_dir: str | Path, by: str = "classes") -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
+def sweep_manifests(sweep_dir: str | Path) -> list[Manifest]:
+    """The manifests of a sweep's points that ran, for `titled`: what a plan drawn from the sweep rests on."""
+    sweep_dir = Path(sweep_dir)
+    return [read_manifest(sweep_dir / path) for path in sweep_index(sweep_dir).path
+            if (sweep_dir / path / "manifest.json").exists()]
+
+
 def titled(text: str, manifests: list[Manifest]) -> str:
     """A plot's title, which says SIMULATED when any run behind it had simulated workers (serve/sim)."""
     return f"SIMULATED: {text}" if any(m.simulated for m in manifests) else text
