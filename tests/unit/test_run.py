@@ -30,6 +30,8 @@ def test_a_run_writes_a_complete_folder_from_what_the_client_saw(fake_stack, tmp
     assert requests.ttft_s.notna().all()  # the dialogue mix streams
     for name in ("requests.jsonl", "server_metrics.csv", "locust_stats.csv"):
         assert (run_dir / name).stat().st_size > 0, name
+    assert f"report: {run_dir / 'report.html'}" in result.stdout  # the run's page, drawn as it ends
+    assert "<title>run fake (dialogue, complete)</title>" in (run_dir / "report.html").read_text()
 
 
 def tick_mix(tmp_path, policy: str) -> str:
