@@ -71,49 +71,50 @@ def by_column(rows: list[list[str]]) -> dict[str, dict[str, object]]:
     return {name: {row[0]: value(row[i]) for row in body} for i, name in enumerate(header) if i}
 
 
-@pytest.fixture(params=list(RUNS))
-def committed_run(request, tmp_path) -> Path:
-    run_dir = tmp_path / Path(RUNS[request.param]).name
-    shutil.copytree(RESULTS / RUNS[request.param], run_dir)  # nothing is written into results/
-    return run_dir
-
-
 def page_of(run_dir: Path) -> str:
     assert main(["report", str(run_dir)]) == 0
     return (run_dir / "report.html").read_text()
 
 
-def test_the_per_class_table_is_the_manifests_summary(committed_run: Path) -> None:
-    summary = read_manifest(committed_run).summary
+@pytest.fixture(scope="module")
+def pages(tmp_path_factory) -> dict[str, str]:
+    """Each kind's page, drawn once from a copy of its committed run (nothing is written into results/)."""
+    drawn = {}
+    for kind, path in RUNS.items():
+        run_dir = tmp_path_factory.mktemp(kind) / Path(path).name
+        shutil.copytree(RESULTS / path, run_dir)
+        drawn[kind] = page_of(run_dir)
+    return drawn
+
+
+@pytest.mark.parametrize("kind", list(RUNS))
+def test_the_per_class_table_is_the_manifests_summary(pages, kind: str) -> None:
+    summary = read_manifest(RESULTS / RUNS[kind]).summary
     assert summary is not None
-    shown = by_column(Tables(page_of(committed_run)).tables["per-class"])
+    shown = by_column(Tables(pages[kind]).tables["per-class"])
     expected = {**{name: f.model_dump() for name, f in summary.classes.items()}, "ALL": summary.all.model_dump()}
     assert shown == expected
 
 
-def test_simulated_is_in_the_title_exactly_when_the_workers_were(committed_run: Path) -> None:
-    page, manifest = page_of(committed_run), read_manifest(committed_run)
-    title = re.search(r"<title>(.*)</title>", page)
+@pytest.mark.parametrize("kind", list(RUNS))
+def test_simulated_is_in_the_title_exactly_when_the_workers_were(pages, kind: str) -> None:
+    manifest = read_manifest(RESULTS / RUNS[kind])
+    assert manifest.simulated == (kind == "simulated")
+    title = re.search(r"<title>(.*)</title>", pages[kind])
     assert title and manifest.run_id in title.group(1)
     assert ("SIMULATED" in title.group(1)) == manifest.simulated
-    assert ('class="simulated"' in page) == manifest.simulated
-    assert manifest.simulated == (RUNS["simulated"].endswith(committed_run.name))
+    assert ('class="simulated"' in pages[kind]) == manifest.simulated
 
 
-def test_the_page_embeds_its_images_and_loads_nothing(committed_run: Path) -> None:
-    page = page_of(committed_run)
-    images = Tables(page).images
+@pytest.mark.parametrize("kind", list(RUNS))
+def test_the_page_embeds_its_images_and_loads_nothing(pages, kind: str) -> None:
+    images = Tables(pages[kind]).images
     assert len(images) >= 3 and all(src.startswith("data:image/png;base64,") for src in images)
-    assert not re.search(r"<script|<link|<iframe|\b(?:src|href)=\"(?!data:)", page)
-    assert 'class="failed"' not in page  # every panel drew
+    assert not re.search(r"<script|<link|<iframe|\b(?:src|href)=\"(?!data:)", pages[kind])
+    assert 'class="failed"' not in pages[kind]  # every panel drew
 
 
-def test_a_tick_run_shows_its_decisions_and_a_mix_run_none(tmp_path) -> None:
-    pages = {}
-    for kind in ("mix", "tick"):
-        run_dir = tmp_path / kind
-        shutil.copytree(RESULTS / RUNS[kind], run_dir)
-        pages[kind] = page_of(run_dir)
+def test_a_tick_run_shows_its_decisions_and_a_mix_run_none(pages) -> None:
     assert '<section id="decisions">' not in pages["mix"]
     summary = read_manifest(RESULTS / RUNS["tick"]).summary
     assert summary is not None and summary.decisions is not None
@@ -134,12 +135,14 @@ def test_an_interrupted_run_without_a_summary_still_gets_a_page(tmp_path) -> Non
     assert len(Tables(page).images) >= 2  # drawn from the requests that were recorded
 
 
-def test_a_panel_that_fails_costs_only_itself(committed_run: Path, monkeypatch) -> None:
+def test_a_panel_that_fails_costs_only_itself(tmp_path, monkeypatch) -> None:
     def broken(run):
         raise ValueError("no such column")
 
+    run_dir = tmp_path / "run"
+    shutil.copytree(RESULTS / RUNS["simulated"], run_dir)
     monkeypatch.setitem(panels._PANELS, "broken", panels.Panel("broken", 15, broken))
-    page = page_of(committed_run)
+    page = page_of(run_dir)
     assert "this panel failed to draw: ValueError: no such column" in page and "per-class" in Tables(page).tables
 
 
