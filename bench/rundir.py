@@ -6,6 +6,7 @@
       server_metrics.csv   every worker's and the proxy's /metrics, scraped every few seconds (long format)
       ticks.csv            tick shape: one row per NPC-tick, its decision (fresh, late, fallback) and staleness
       locust_stats.csv, locust_failures.csv, locust_exceptions.csv, locust_report.html   Locust's own
+      report.html          the run as one page (`python -m bench report`, bench/report/html.py), drawn as the run ends
 """
 
 from __future__ import annotations

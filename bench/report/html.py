@@ -28,6 +28,7 @@ body { font-family: system-ui, sans-serif; margin: 2em auto; max-width: 1100px; 
 table { border-collapse: collapse; font-size: 0.85em; margin: 0.5em 0 1.5em; }
 th, td { border: 1px solid #ccc; padding: 0.2em 0.5em; text-align: right; }
 th { background: #f3f3f3; }
+#provenance-facts td, #versions td { text-align: left; }
 img { max-width: 100%; }
 .failed { color: #b00020; }
 """

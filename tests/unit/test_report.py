@@ -112,13 +112,15 @@ def test_the_page_embeds_its_images_and_loads_nothing(pages, kind: str) -> None:
     assert len(images) >= 3 and all(src.startswith("data:image/png;base64,") for src in images)
     assert not re.search(r"<script|<link|<iframe|\b(?:src|href)=\"(?!data:)", pages[kind])
     assert 'class="failed"' not in pages[kind]  # every panel drew
+    ids = re.findall(r' id="([^"]+)"', pages[kind])
+    assert len(ids) == len(set(ids))  # sections and tables each named once
 
 
 def test_a_tick_run_shows_its_decisions_and_a_mix_run_none(pages) -> None:
     assert '<section id="decisions">' not in pages["mix"]
     summary = read_manifest(RESULTS / RUNS["tick"]).summary
     assert summary is not None and summary.decisions is not None
-    shown = by_column(Tables(pages["tick"]).tables["decisions"])
+    shown = by_column(Tables(pages["tick"]).tables["decision-figures"])
     assert shown == {"ALL": summary.decisions.model_dump(),
                      **{cls: d.model_dump() for cls, d in summary.decisions_by_class.items()}}
 

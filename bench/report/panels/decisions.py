@@ -30,7 +30,7 @@ def decisions(run: Run) -> str | None:
         return None
     body = []
     if figures is not None:
-        body.append(table(figures.T, "decisions"))
+        body.append(table(figures.T, "decision-figures"))
     if not ticks.empty:
         shares = ticks.groupby("tick").decision.value_counts(normalize=True).unstack(fill_value=0.0)
         shares = shares.reindex(columns=list(DECISIONS), fill_value=0.0)

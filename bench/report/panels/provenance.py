@@ -37,6 +37,6 @@ def provenance(run: Run) -> str:
     versions = pd.DataFrame({"version": m.versions}).rename_axis("package")
     notes = "".join(f"<li>{html.escape(note)}</li>" for note in m.notes)
     return section("Provenance",
-                   table(pd.DataFrame({"": facts(run)}).rename_axis("fact"), "provenance"),
+                   table(pd.DataFrame({"": facts(run)}).rename_axis("fact"), "provenance-facts"),
                    table(versions, "versions"),
                    f"<h3>Notes</h3><ul>{notes}</ul>" if notes else "")
