@@ -10,7 +10,7 @@
     python -m bench overhead [--label NAME]                                        what the proxy adds per request
     python -m bench fidelity [--direct light-0]                                    this bench against vllm bench serve
     python -m bench mixes                                                          the mixes and their classes
-    python -m bench report RUN_DIR [RUN_DIR ...]                                   a run as one HTML page (RUN_DIR/report.html)
+    python -m bench report RUN_OR_SWEEP [...]                                      a run as one HTML page (RUN_DIR/report.html)
 """
 
 from __future__ import annotations

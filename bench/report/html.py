@@ -1,4 +1,5 @@
-"""`python -m bench report RUN_DIR`: one run as one self-contained HTML page (RUN_DIR/report.html).
+"""`python -m bench report RUN_DIR`: one run as one self-contained HTML page (RUN_DIR/report.html); given a sweep's
+folder, a page for each of its runs.
 
 The page is its panels (bench/report/panels/), in order, under a title naming the run; a run against simulated
 workers says SIMULATED in the title and in a banner. Images are embedded PNGs and the page loads nothing, so it
@@ -82,14 +83,24 @@ def report_after_run(run_dir: Path) -> Path | None:
 
 
 def add_cli_args(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("run_dirs", nargs="+", metavar="RUN_DIR", help="a run folder (one holding manifest.json)")
+    parser.add_argument("run_dirs", nargs="+", metavar="RUN_DIR",
+                        help="a run folder (one holding manifest.json), or a sweep folder for a page per run")
+
+
+def run_folders(path: Path) -> list[Path]:
+    """A run folder, or a sweep folder's runs that have started."""
+    if (path / MANIFEST).exists() or not (path / "index.json").exists():
+        return [path]
+    from bench.analysis import sweep_index
+
+    return [path / point for point in sweep_index(path).path if (path / point / MANIFEST).exists()]
 
 
 def run(args: argparse.Namespace) -> int:
     code = 0
-    for run_dir in map(Path, args.run_dirs):
+    for run_dir in (run for path in args.run_dirs for run in run_folders(Path(path))):
         if not (run_dir / MANIFEST).exists():
-            print(f"error: {run_dir} holds no {MANIFEST}: give a run's folder (a sweep's runs are its sub-folders)",
+            print(f"error: {run_dir} holds no {MANIFEST}: give a run's folder, or a sweep's (one holding index.json)",
                   file=sys.stderr)
             code = 2
             continue

@@ -163,6 +163,13 @@ def test_a_folder_that_is_no_run_is_refused(tmp_path, capsys) -> None:
     assert "holds no manifest.json" in capsys.readouterr().err
 
 
+def test_a_sweep_folder_gets_a_page_per_run(tmp_path) -> None:
+    sweep = tmp_path / "sweep-cpu-tick"
+    shutil.copytree(RESULTS / "sweep-cpu-tick", sweep)
+    assert main(["report", str(sweep)]) == 0
+    assert sorted(p.parent.name for p in sweep.glob("*/report.html")) == ["s0-l0", "s0-l1", "s0-l2", "s0-l3"]
+
+
 def test_panels_register_once_each_in_page_order() -> None:
     registered = panels.panels()
     assert [p.name for p in registered][:2] == ["classes", "latency"] and registered[-1].name == "provenance"
