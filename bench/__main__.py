@@ -316,7 +316,7 @@ def cmd_fidelity(args: argparse.Namespace) -> int:
     print(fidelity_table(record).to_string(na_rep="-"))
     verdict = "agree" if record.agree else "DO NOT agree"
     print(f"median TTFT, median ITL and output tokens/s {verdict} within {args.tolerance:.0%}; "
-          f"results: {Path(args.results_dir) / run_id}")
+          f"results: {Path(args.results_dir) / record.run_id}")
     return 0 if record.agree else 1
 
 

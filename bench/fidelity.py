@@ -33,7 +33,7 @@ from pydantic import BaseModel
 from bench.metrics import CounterWindow, scrape, total
 from bench.options import LoadOptions
 from bench.records import Provenance
-from bench.rundir import provenance, read_requests
+from bench.rundir import labelled_run_id, provenance, read_requests
 from serve.paths import portable
 from serve.process import log_tail
 from serve.render import VLLM
@@ -138,12 +138,14 @@ def run_fidelity(state: StackState, results_dir: Path, run_id: str, worker_name:
                  tolerance: float) -> FidelityRun:
     worker = next(w for w in state.workers if w.name == worker_name)
     model = state.spec.models[state.spec.groups[worker.group].model]
+    # On simulated workers both the record and its bench run say so in their names, as `bench run` names its own.
+    run_id, bench_id = (labelled_run_id(name, state.spec.simulated) for name in (run_id, "bench"))
     out = results_dir / run_id
     out.mkdir(parents=True, exist_ok=False)
     mix_path = out / "fixed-mix.toml"
     vllm_cmd = vllm_bench_command(worker.url, model.hf_id, str(model.local_dir or model.hf_id), settings, out)
     load = LoadOptions(mix=str(mix_path), direct=worker.name, results_dir=out, scrape_interval_s=5)
-    bench_cmd = [sys.executable, "-m", "bench", "run", *load.argv(), "--run-id", "bench", "--no-html-report"]
+    bench_cmd = [sys.executable, "-m", "bench", "run", *load.argv(), "--run-id", bench_id, "--no-html-report"]
     record = FidelityRun(run_id=run_id, started_at=now_iso(), worker=worker.name, settings=settings,
                          commands={name: [portable(part) for part in command]
                                    for name, command in (("vllm", vllm_cmd), ("bench", bench_cmd))},
@@ -162,7 +164,7 @@ def run_fidelity(state: StackState, results_dir: Path, run_id: str, worker_name:
     mix_path.write_text(bench_mix(settings, record.vllm.duration_s))
     counters = WorkerCounters(worker.url)
     run_logged(bench_cmd, out / "bench.log", "python -m bench run")
-    record.bench = bench_figures(read_requests(out / "bench"))
+    record.bench = bench_figures(read_requests(out / bench_id))
     record.bench.worker_prompt_tokens_per_request, record.bench.worker_output_tokens_per_request = counters.per_request()
 
     vllm, bench = record.vllm.model_dump(), record.bench.model_dump()
