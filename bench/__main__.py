@@ -30,10 +30,8 @@ from bench.records import lock_mismatch
 from bench.rundir import DIRTY_TREE_NOTE, git_info, labelled_run_id, new_run_id, read_manifest, read_requests
 from bench.spec import MixError, check_fits, direct_worker, load_mix, mix_names
 from bench.stats import LEVEL
-from serve.paths import REPO_ROOT
-from serve.settings import settings
-from serve.spec import error_lines
-from serve.state import NOT_READY, ready_state
+from serve import NOT_READY, REPO_ROOT, ready_state, settings
+from serve.common import error_lines
 
 if TYPE_CHECKING:
     from bench.calibrate import Calibration
@@ -328,7 +326,7 @@ def cmd_calibrate(args: argparse.Namespace) -> int:
 
     if args.refit:  # the probes of an earlier calibration, fitted again by this code's model
         from bench.calibrate import Calibration, refit
-        from serve.gpu import batched_tokens
+        from serve import batched_tokens
 
         path = Path(args.refit)
         spec = Calibration.model_validate_json(path.read_text()).stack

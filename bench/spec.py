@@ -19,7 +19,8 @@ from bench.errors import MixError
 from bench.kinds import KINDS
 from bench.shapes import Shape
 from bench.tokens import PromptCount, count_prompt
-from serve.spec import StackSpec, error_lines, named_toml
+from serve import StackSpec
+from serve.common import error_lines, named_toml
 
 BENCH_DIR = Path(__file__).parent
 CLASSES_FILE = BENCH_DIR / "classes.toml"

@@ -27,8 +27,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from bench.options import LoadOptions
 from bench.rundir import MANIFEST, labelled_run_id, read_manifest
 from bench.spec import MixError, load_mix
-from serve.spec import SpecError, load_profile
-from serve.state import running_state
+from serve import SpecError, load_profile, running_state
 
 # What the index lists of each point, from its manifest's summary, so a sweep reads as one table.
 INDEX_FIGURES = ["requests", "n_error", "goodput_rps", "slo_attainment", "ttft_p95_s", "e2e_p50_s", "e2e_p95_s",

@@ -17,13 +17,13 @@ from typing import TYPE_CHECKING, Any
 from pydantic import BaseModel, ConfigDict, Field
 
 from bench.npc import NPC, NPC_TOOLS
-from serve.provision import is_provisioned
+from serve import is_provisioned
 
 if TYPE_CHECKING:
     from transformers import PreTrainedTokenizerBase
 
     from bench.spec import TrafficClass
-    from serve.spec import GroupSpec, ModelSpec
+    from serve import GroupSpec, ModelSpec
 
 # The estimate counts words and punctuation marks: the filler words are one token each, and a name such as
 # "npc-12" is three pieces, about what a BPE vocabulary makes of it (2-5 tokens short per request, measured).

@@ -21,7 +21,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 
 from bench.errors import MixError
 from bench.shapes.base import LoadShape, Pacer, RunContext, register
-from serve.paths import REPO_ROOT
+from serve import REPO_ROOT
 
 if TYPE_CHECKING:
     from bench.npc import NPC

@@ -15,8 +15,8 @@ from bench.records import GitState, Manifest, RequestRecord
 from bench.rundir import machine_info
 from bench.spec import load_mix
 from bench.summary import summarize
+from serve.common import now_iso
 from serve.spec import load_profile
-from serve.state import now_iso
 
 RESULTS = Path(__file__).resolve().parents[2] / "results"
 

@@ -21,8 +21,8 @@ from bench.rundir import (
 )
 from bench.spec import load_mix
 from bench.summary import summarize
+from serve.common import now_iso
 from serve.spec import load_profile
-from serve.state import now_iso
 from serve.tasks import STAMP_NAME
 
 
