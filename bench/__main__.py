@@ -25,10 +25,11 @@ import pandas as pd
 from pydantic import ValidationError
 
 from bench.analysis import sweep_index
+from bench.fit import check_fits
 from bench.options import LoadOptions
 from bench.records import lock_mismatch
 from bench.rundir import DIRTY_TREE_NOTE, git_info, labelled_run_id, new_run_id, read_manifest, read_requests
-from bench.spec import MixError, check_fits, direct_worker, load_mix, mix_names
+from bench.spec import MixError, direct_worker, load_mix, mix_names
 from bench.stats import LEVEL
 from serve import NOT_READY, REPO_ROOT, ready_state, settings
 from serve.common import error_lines
