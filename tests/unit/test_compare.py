@@ -9,7 +9,7 @@ import pandas as pd
 import pytest
 
 from bench import stats
-from bench.__main__ import main
+from bench.cli import main
 from bench.compare import ALL, CompareError, Run, Subject, compare, load_subjects, provenance_warnings
 from bench.records import GitState, Manifest, RequestRecord
 from bench.rundir import machine_info

@@ -6,7 +6,7 @@ import json
 import sys
 from datetime import UTC, datetime
 
-from bench.__main__ import main
+from bench.cli import main
 from bench.metrics import PREFIX_CACHE_HITS, PREFIX_CACHE_QUERIES
 from bench.records import EnvLock, GitState, Manifest, PrefixCacheCounters, RequestRecord, lock_mismatch
 from bench.rundir import (
