@@ -131,6 +131,7 @@ def _does_not_fit(mix: ResolvedMix, cls: TrafficClass, prompt: PromptCount, long
     replies = (f"{turns} replies of up to {cls.output_tokens.upper} and {turns - 1} follow-ups of up to "
                f"{TURN_OVERHEAD_TOKENS}" if turns > 1 else f"a reply of up to {cls.output_tokens.upper}")
     table = (f"[lengths.{cls.name}] of mix {mix.name}" if cls.name in mix.mix.lengths
+             else f"[classes.{cls.name}] of mix {mix.name}" if cls.name in mix.mix.classes
              else f"[{cls.name}.{mix.mix.scale}] of {CLASSES_FILE.relative_to(BENCH_DIR.parent)}")
     fixes = [f"{field}.max to {upper}" for field, upper, lowest in (
         ("prompt_tokens", cls.prompt_tokens.upper - over, cls.prompt_tokens.min),

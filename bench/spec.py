@@ -12,7 +12,7 @@ import tomllib
 from pathlib import Path
 from typing import Literal
 
-from pydantic import AliasChoices, BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import AliasChoices, BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from bench.errors import MixError
 from bench.kinds import KINDS
@@ -109,6 +109,18 @@ class Mix(_Strict):
     shape: Shape
     seed: int = 0
     lengths: dict[str, Lengths] = Field(default_factory=dict, description="class name -> lengths for this mix")
+    classes: dict[str, TrafficClass] = Field(
+        default_factory=dict, description="the mix's own NPC classes, name -> a class's fields at the mix's scale "
+        "(kind, group, stream, tools, shared_prefix_share, prompt_tokens, output_tokens, slo, ...); one named as a "
+        "class of bench/classes.toml replaces it in this mix")
+
+    @field_validator("classes", mode="before")
+    @classmethod
+    def _named(cls, classes: object) -> object:
+        """A class's name is its key in the table."""
+        if isinstance(classes, dict):
+            return {name: {**body, "name": name} if isinstance(body, dict) else body for name, body in classes.items()}
+        return classes
 
     @model_validator(mode="after")
     def _weights(self) -> Mix:
@@ -165,7 +177,7 @@ def load_mix(name_or_path: str, npcs: int = 0, rate_rps: float = 0.0, duration_s
             mix = Mix.model_validate({**data, "shape": {**data["shape"], **overrides}})
     except ValidationError as exc:
         raise MixError(f"invalid mix {path}:\n{_errors(exc)}") from None
-    classes = load_classes(mix.scale)
+    classes = {**load_classes(mix.scale), **mix.classes}
     unknown = sorted(set(mix.weights) - set(classes))
     if unknown:
         raise MixError(f"mix {mix.name}: unknown classes {', '.join(unknown)}; known: {', '.join(sorted(classes))}")
