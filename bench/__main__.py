@@ -375,7 +375,8 @@ def cmd_docs(args: argparse.Namespace) -> int:
     return 0
 
 
-def main(argv: list[str] | None = None) -> int:
+def build_parser() -> argparse.ArgumentParser:
+    """Every subcommand with its flags (the CLI reference page, docs/reference/cli.md, is generated from it)."""
     parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -455,7 +456,11 @@ def main(argv: list[str] | None = None) -> int:
     docs.add_argument("--docs-dir", default=str(REPO_ROOT / "docs"))
     docs.add_argument("--results-dir", default=str(REPO_ROOT / "results"))
     docs.set_defaults(func=cmd_docs)
-    args = parser.parse_args(argv)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
     try:
         return args.func(args)
     except MixError as exc:
