@@ -76,8 +76,10 @@ def constraints(field: FieldInfo) -> str:
 
 
 def cell(text: str) -> str:
-    """Text for a table cell: one line, pipes escaped, and `<name>` kept visible (Markdown reads it as HTML)."""
-    return " ".join(text.split()).replace("|", "\\|").replace("<", "&lt;").replace(">", "&gt;")
+    """Text for a table cell: one line, pipes escaped, and <name> outside code spans kept visible (Markdown would
+    read it as HTML; inside a code span it already shows as written)."""
+    parts = " ".join(text.split()).replace("|", "\\|").split("`")
+    return "`".join(part if k % 2 else part.replace("<", "&lt;").replace(">", "&gt;") for k, part in enumerate(parts))
 
 
 def fields_table(model: type[BaseModel], skip: tuple[str, ...] = ()) -> str:
@@ -88,8 +90,8 @@ def fields_table(model: type[BaseModel], skip: tuple[str, ...] = ()) -> str:
             continue
         bounds = constraints(field)
         description = " ".join(part for part in (field.description or "", f"({bounds})" if bounds else "") if part)
-        type_text = type_name(field.annotation).replace("|", "\\|")
-        rows.append(f"| `{name}` | `{type_text}` | {cell(default_text(field))} | "
+        # plain text, not a code span: an escaped pipe inside one shows its backslash in MkDocs, not on GitHub
+        rows.append(f"| `{name}` | {cell(type_name(field.annotation))} | {cell(default_text(field))} | "
                     f"{cell(description) or '-'} |")
     return "\n".join(rows)
 

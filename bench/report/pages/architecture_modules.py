@@ -7,6 +7,7 @@ import ast
 from pathlib import Path
 
 from bench.report.pages import page
+from bench.report.schema import cell
 from serve.paths import REPO_ROOT
 
 PACKAGES = ("serve", "bench")
@@ -40,16 +41,12 @@ def modules(root: Path, package: str) -> list[tuple[str, str, str]]:
     return sorted(found, key=lambda row: (row[0].split("."), row[1].endswith("__init__.py") is False))
 
 
-def _cell(text: str) -> str:
-    return text.replace("|", "\\|").replace("<", "&lt;").replace(">", "&gt;")
-
-
 def module_map(root: Path = REPO_ROOT) -> str:
     sections = [INTRO]
     for package in PACKAGES:
         rows = modules(root, package)
         sections += [f"## `{package}/` ({len(rows)} modules)", "", "| module | what it is |", "| --- | --- |"]
-        sections += [f"| `{name}` | {_cell(text) or '-'} |" for name, _, text in rows]
+        sections += [f"| `{name}` | {cell(text) or '-'} |" for name, _, text in rows]
         sections.append("")
     return "\n".join(sections)
 

@@ -11,6 +11,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from bench.report.pages import page
+from bench.report.schema import cell
 from serve.paths import REPO_ROOT
 
 INTRO = """# Command-line reference
@@ -32,11 +33,6 @@ def _default_settings() -> Iterator[None]:
         yield
     finally:
         os.environ.update(saved)
-
-
-def _cell(text: str) -> str:
-    """Text for a table cell: one line, pipes escaped, and `<run-id>` kept visible (Markdown reads it as HTML)."""
-    return " ".join(text.split()).replace("|", "\\|").replace("<", "&lt;").replace(">", "&gt;")
 
 
 def _default(action: argparse.Action) -> str:
@@ -71,7 +67,7 @@ def _help(action: argparse.Action) -> str:
         parts.append("(repeatable)")
     if action.required and action.option_strings:
         parts.append("(required)")
-    return _cell(" ".join(p for p in parts if p)) or "-"
+    return cell(" ".join(p for p in parts if p)) or "-"
 
 
 def arguments_table(parser: argparse.ArgumentParser) -> str:
@@ -110,7 +106,7 @@ def tasks_section() -> str:
         task = {"cmd": task} if isinstance(task, str) else task
         after = f" (after {', '.join(task['depends-on'])})" if task.get("depends-on") else ""
         command = task["cmd"].replace("|", "\\|")
-        rows.append(f"| `{name}` | `{command}`{after} | {_cell(task.get('description', '')) or '-'} |")
+        rows.append(f"| `{name}` | `{command}`{after} | {cell(task.get('description', '')) or '-'} |")
     return "\n".join(rows) + "\n"
 
 
