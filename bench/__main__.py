@@ -356,7 +356,7 @@ def cmd_scaleout(args: argparse.Namespace) -> int:
                     dialogue_every_s=args.dialogue_every_s)
     folder = Path(args.ceilings)
     if not folder.is_dir():
-        return fail(f"--ceilings {folder}: no such folder; measure the harness first (README: the harness's ceilings)")
+        return fail(f"--ceilings {folder}: no such folder; measure the harness first (docs/studies/harness-ceilings.md)")
     print(render(plan(load, measured_ceilings(folder), args.redis_ops_per_s), args.redis_ops_per_s))
     return 0
 
