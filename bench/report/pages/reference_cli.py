@@ -19,7 +19,7 @@ INTRO = """# Command-line reference
 Every subcommand of the two packages, with its flags, defaults and help, as their parsers define them.
 `pixi run TASK` and `python3 serve/tasks.py TASK` run the tasks of `pixi.toml`, most of which are
 these commands ([Getting started](../getting-started.md)). Defaults are shown as they are with no
-`NPCBENCH_*` variable set ([settings](../how-to/serve.md#environment)).
+`NPCBENCH_*` variable set ([environment variables](#environment-variables)).
 """
 
 
@@ -110,13 +110,33 @@ def tasks_section() -> str:
     return "\n".join(rows) + "\n"
 
 
+def settings_section() -> str:
+    """The NPCBENCH_* variables, from serve/settings.py's model (the ones a person sets: those with a description)."""
+    from serve.settings import Settings
+
+    rows = ["## Environment variables", "",
+            "Read in one place, `serve/settings.py`: a command-line flag wins over its variable, and the variable over "
+            "the default. Two more are read elsewhere: `LITELLM_MASTER_KEY` (the proxy key; generated once when "
+            "unset) and `NPCBENCH_ENV` (the environment `serve/tasks.py` installs: `cpu`, the default, or `cuda`).",
+            "", "| variable | default | what it sets |", "| --- | --- | --- |"]
+    prefix = str(Settings.model_config.get("env_prefix", ""))
+    for name, field in Settings.model_fields.items():
+        if not field.description:
+            continue  # set by the harness itself (`up --detach`), not by a person
+        default = field.get_default(call_default_factory=True)
+        shown = "-" if default is None else f"`{str(default).replace(str(Path.home()), '~')}`"
+        rows.append(f"| `{prefix}{name.upper()}` | {shown} | {cell(field.description)} |")
+    return "\n".join(rows) + "\n"
+
+
 def cli_markdown() -> str:
     from bench.__main__ import build_parser as bench_parser
     from serve.__main__ import build_parser as serve_parser
 
     with _default_settings():
         parsers = [("python -m serve", serve_parser()), ("python -m bench", bench_parser())]
-    return "\n".join([INTRO, tasks_section(), *(command_section(prog, parser) for prog, parser in parsers)])
+        variables = settings_section()
+    return "\n".join([INTRO, tasks_section(), variables, *(command_section(prog, parser) for prog, parser in parsers)])
 
 
 @page("reference/cli.md", title="Command-line reference")
