@@ -62,7 +62,7 @@ def _argument(action: argparse.Action) -> str:
 def _help(action: argparse.Action) -> str:
     parts = [action.help or ""]
     if action.choices:
-        parts.append("one of " + ", ".join(f"`{c}`" if c else '`""`' for c in action.choices))
+        parts.append("(one of " + ", ".join(f"`{c}`" if c else '`""`' for c in action.choices) + ")")
     if isinstance(action, argparse._AppendAction) and "repeatable" not in parts[0]:
         parts.append("(repeatable)")
     if action.required and action.option_strings:
