@@ -247,7 +247,8 @@ def cmd_render(args: argparse.Namespace) -> int:
     return 0
 
 
-def main(argv: list[str] | None = None) -> int:
+def build_parser() -> argparse.ArgumentParser:
+    """Every subcommand with its flags (the CLI reference page, docs/reference/cli.md, is generated from it)."""
     parser = argparse.ArgumentParser(prog="python -m serve", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -279,7 +280,11 @@ def main(argv: list[str] | None = None) -> int:
         p.add_argument("--set", action="append", metavar="PATH=VALUE", help=set_help)
         p.set_defaults(func=func)
 
-    args = parser.parse_args(argv)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
     try:
         return args.func(args)
     except (SpecError, ValueError) as exc:

@@ -3,6 +3,7 @@
 A command module defines
 
     HELP = "one line for `python -m bench --help`"
+    ORDER = 10  # optional: where it stands in --help and the CLI reference (lower first; then by name)
     def add_arguments(parser: argparse.ArgumentParser) -> None: ...
     def run(args: argparse.Namespace) -> int: ...
 
@@ -35,11 +36,9 @@ class CommandError(Exception):
 
 def commands() -> dict[str, ModuleType]:
     """Every command module of this package, by command name."""
-    found = {}
-    for info in pkgutil.iter_modules(__path__):
-        if not info.name.startswith("_"):
-            found[info.name.replace("_", "-")] = importlib.import_module(f"{__name__}.{info.name}")
-    return found
+    found = {info.name.replace("_", "-"): importlib.import_module(f"{__name__}.{info.name}")
+             for info in pkgutil.iter_modules(__path__) if not info.name.startswith("_")}
+    return dict(sorted(found.items(), key=lambda item: (getattr(item[1], "ORDER", 100), item[0])))
 
 
 def build_parser() -> argparse.ArgumentParser:

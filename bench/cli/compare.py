@@ -9,6 +9,7 @@ import sys
 from bench.cli import CommandError
 from bench.stats import LEVEL
 
+ORDER = 5
 HELP = "runs or sweep points side by side, per class, with the differences' confidence intervals"
 
 

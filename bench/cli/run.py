@@ -21,6 +21,7 @@ from bench.spec import ResolvedMix
 from bench.stats import LEVEL
 from serve import StackState
 
+ORDER = 1
 HELP = "a headless run of a mix"
 SINGLE_PROCESS_SHAPES = ("tick", "trace")
 

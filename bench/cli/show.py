@@ -10,6 +10,7 @@ from bench.records import lock_mismatch
 from bench.report.console import print_summary, run_folders
 from bench.rundir import read_manifest
 
+ORDER = 4
 HELP = "print runs' summaries, warning when they came from different locks"
 
 

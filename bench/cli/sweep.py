@@ -7,6 +7,7 @@ from pathlib import Path
 
 from bench.cli import add_results_dir
 
+ORDER = 3
 HELP = "restart the stack for each serve setting and run each load level"
 
 

@@ -7,6 +7,7 @@ import argparse
 from bench.cli._stack import locust_args, ready_stack, run_until_done
 from bench.options import LoadOptions
 
+ORDER = 2
 HELP = "the Locust web UI"
 
 
