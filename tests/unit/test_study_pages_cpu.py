@@ -27,3 +27,12 @@ def test_headline_fresh_shares_are_the_ticks_records() -> None:
         assert row in page, row
     ok = (pd.read_json(RESULTS / "sweep-cpu-tick-10hz" / "s0-l2" / "requests.jsonl", lines=True).outcome == "ok").sum()
     assert f"under `cancel`, {ok} of" in page
+
+
+def test_fidelity_bench_itl_is_the_median_of_the_pooled_chunk_gaps() -> None:
+    page = rendered("studies/fidelity.md")
+    for run_id in ("fidelity-cpu-locked", "fidelity-cpu-locked-2", "fidelity-cpu-locked-3"):
+        records = pd.read_json(RESULTS / run_id / "bench" / "requests.jsonl", lines=True)
+        gaps = [gap for row in records[records.outcome == "ok"].token_gaps_s.dropna() for gap in row]
+        vllm_itl_ms = json.loads((RESULTS / run_id / "vllm_bench.json").read_text())["median_itl_ms"]
+        assert f"{vllm_itl_ms:,.1f} / {pd.Series(gaps).median() * 1000:,.1f} ms" in page, run_id
