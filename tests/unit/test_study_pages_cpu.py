@@ -36,3 +36,13 @@ def test_fidelity_bench_itl_is_the_median_of_the_pooled_chunk_gaps() -> None:
         gaps = [gap for row in records[records.outcome == "ok"].token_gaps_s.dropna() for gap in row]
         vllm_itl_ms = json.loads((RESULTS / run_id / "vllm_bench.json").read_text())["median_itl_ms"]
         assert f"{vllm_itl_ms:,.1f} / {pd.Series(gaps).median() * 1000:,.1f} ms" in page, run_id
+
+
+def test_proxy_cost_latencies_are_the_requests_medians() -> None:
+    page = rendered("studies/proxy-cost.md")
+    requests = pd.read_csv(RESULTS / "overhead-cpu-before-after" / "requests.csv")
+    at_c1 = requests[(requests.concurrency == 1) & requests.ok]
+    p50 = at_c1.groupby(["shape", "target"]).latency_ms.median()
+    assert f"| plain, c=1 | {p50['plain', 'direct']:,.1f} ms | " in page
+    added = p50["stream", "proxy"] - p50["stream", "direct"]
+    assert f" | {added:,.1f} ms | " in page.split("| streamed, c=1 |")[1].splitlines()[0]
