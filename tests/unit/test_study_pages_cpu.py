@@ -46,3 +46,17 @@ def test_proxy_cost_latencies_are_the_requests_medians() -> None:
     assert f"| plain, c=1 | {p50['plain', 'direct']:,.1f} ms | " in page
     added = p50["stream", "proxy"] - p50["stream", "direct"]
     assert f" | {added:,.1f} ms | " in page.split("| streamed, c=1 |")[1].splitlines()[0]
+
+
+def test_routing_goodput_and_placement_are_the_request_records() -> None:
+    page = rendered("studies/routing.md")
+    sweep = RESULTS / "sweep-cpu-routing-repeats"
+    goodput = []
+    for run_id in ("s3-l1-r0", "s3-l1-r1", "s3-l1-r2"):  # session affinity, multi-turn
+        records = pd.read_json(sweep / run_id / "requests.jsonl", lines=True)
+        duration_s = json.loads((sweep / run_id / "manifest.json").read_text())["summary"]["duration_s"]
+        goodput.append(records.slo_met.sum() / duration_s)
+    row = next(line for line in page.splitlines() if line.startswith("| **session-affinity"))
+    assert f"| {sum(goodput) / 3:.2f} [" in row
+    workers = pd.read_json(sweep / "s2-l1-r0" / "requests.jsonl", lines=True).worker.value_counts()
+    assert f"| s2-l1-r0 | {workers.get('heavy-0', 0)} / {workers.get('heavy-1', 0)} |" in page
