@@ -60,3 +60,13 @@ def test_routing_goodput_and_placement_are_the_request_records() -> None:
     assert f"| {sum(goodput) / 3:.2f} [" in row
     workers = pd.read_json(sweep / "s2-l1-r0" / "requests.jsonl", lines=True).worker.value_counts()
     assert f"| s2-l1-r0 | {workers.get('heavy-0', 0)} / {workers.get('heavy-1', 0)} |" in page
+
+
+def test_realtime_background_ambient_p50_is_the_pooled_requests_median() -> None:
+    page = rendered("studies/realtime-background.md")
+    sweep = RESULTS / "sweep-cpu-priority-repeats"
+    for point, column in (("s0-l0", 2), ("s1-l0", 3)):  # fcfs, priority
+        records = pd.concat([pd.read_json(sweep / f"{point}-r{r}" / "requests.jsonl", lines=True) for r in range(3)])
+        ambient = records[(records.cls == "ambient") & (records.outcome == "ok")]
+        row = next(line for line in page.splitlines() if line.startswith("| `ambient`"))
+        assert row.split(" | ")[column].startswith(f"{ambient.e2e_s.median():.1f} s ["), row
