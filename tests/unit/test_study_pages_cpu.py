@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import json
 
+import numpy as np
 import pandas as pd
+import pytest
 
 from bench.report import pages
 from serve.paths import REPO_ROOT
@@ -70,3 +72,16 @@ def test_realtime_background_ambient_p50_is_the_pooled_requests_median() -> None
         ambient = records[(records.cls == "ambient") & (records.outcome == "ok")]
         row = next(line for line in page.splitlines() if line.startswith("| `ambient`"))
         assert row.split(" | ")[column].startswith(f"{ambient.e2e_s.median():.1f} s ["), row
+
+
+@pytest.mark.parametrize("point", ["s0", "s3"])
+def test_cpu_defaults_output_rate_is_the_runs_tokens_over_their_length(point: str) -> None:
+    page = rendered("studies/cpu-worker-defaults.md")
+    sweep = RESULTS / "sweep-cpu-defaults-repeats"
+    rates = []
+    for r in range(3):
+        records = pd.read_json(sweep / f"{point}-l0-r{r}" / "requests.jsonl", lines=True)
+        duration_s = json.loads((sweep / f"{point}-l0-r{r}" / "manifest.json").read_text())["summary"]["duration_s"]
+        rates.append(records.output_tokens.fillna(0).sum() / duration_s)
+    row = next(line for line in page.splitlines() if line.startswith(f"| {point} | ") and " s | " in line)
+    assert f"| {np.mean(rates):.1f} [" in row, row
