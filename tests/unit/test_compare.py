@@ -10,8 +10,7 @@ import pytest
 
 from bench import stats
 from bench.__main__ import main
-from bench.compare import (ALL, CompareError, Run, Subject, by_load, compare, compare_by_load, load_subjects,
-                           provenance_warnings)
+from bench.compare import ALL, CompareError, Run, Subject, by_load, compare, compare_by_load, load_subjects, provenance_warnings
 from bench.records import GitState, Manifest, RequestRecord
 from bench.rundir import machine_info
 from bench.spec import load_mix

@@ -85,3 +85,14 @@ def test_cpu_defaults_output_rate_is_the_runs_tokens_over_their_length(point: st
         rates.append(records.output_tokens.fillna(0).sum() / duration_s)
     row = next(line for line in page.splitlines() if line.startswith(f"| {point} | ") and " s | " in line)
     assert f"| {np.mean(rates):.1f} [" in row, row
+
+
+def test_the_studies_index_lists_every_registered_study_page(monkeypatch) -> None:
+    registered = dict(pages.pages())
+    extra = pages.Page("studies/new-study.md", "A new study", lambda results: "", "What it found.")
+    monkeypatch.setattr(pages, "_PAGES", {**registered, extra.path: extra})
+    index = pages.pages()["studies/index.md"].render(RESULTS)
+    for path, p in pages.pages().items():
+        if path.startswith("studies/") and path != "studies/index.md":
+            assert f"- [{p.title}]({path.removeprefix('studies/')})" in index
+    assert "- [A new study](new-study.md): What it found." in index
