@@ -47,8 +47,10 @@ Outside the noise, against {{ baseline }}:
 - on the {{ mix }}: {% if found %}{{ found | join("; ") }}{% else %}nothing{% endif %}.
 {%- endfor %}
 
-Latency-based routing against session affinity on the multi-turn mix: goodput {{ lbr_vs_sa.goodput }} req/s ({{
-lbr_vs_sa.goodput_verdict }}), e2e p95 {{ lbr_vs_sa.e2e }} s ({{ lbr_vs_sa.e2e_verdict }}).
+Latency-based routing against session affinity, the two with the most prefix-cache hits, on each mix (`python -m
+bench compare` with session affinity's point as the baseline):
+
+{{ table(head_to_head) }}
 
 ## Where the requests went
 
@@ -71,8 +73,15 @@ pins.
 **{{ default }} is the default** (`proxy.routing_strategy`, `serve/spec.py`). Against LiteLLM's default it differs
 outside the noise in: {{ sa_calls }}. Where latency-based routing beats it, it does so by idling workers, which only
 pays where twins share a CPU; session affinity keeps each NPC's prefix on one worker, which is what pays on GPUs.
-These runs replace the single-run studies in `results/sweep-cpu-routing/` (120 s) and `results/sweep-cpu-routing-60s/`.
 Requests without a session id are spread by simple-shuffle; the restarted-worker and fault tests rely on that.
+
+## The single-run studies this replaces
+
+`results/sweep-cpu-routing/` ({{ single.durations[0] | num }} s) and `results/sweep-cpu-routing-60s/` ({{
+single.durations[1] | num }} s) ran each point once, measured {{ single.provenance }}. Their figures beside this study's
+means and intervals; a single run's lead that falls inside the intervals above is not a lead:
+
+{{ table(single.table) }}
 """
 
 
@@ -106,6 +115,33 @@ def _latency(subject: Subject) -> str:
 def _label(strategy: str, default: str) -> str:
     return {"simple-shuffle": "simple-shuffle (LiteLLM's default)"}.get(strategy, strategy) + (
         " (the stack's default)" if strategy == default else "")
+
+
+SINGLE_RUNS = ["sweep-cpu-routing", "sweep-cpu-routing-60s"]
+
+
+def _single_runs(results: Path, repeated: list[Subject]) -> dict:
+    """The single-run routing studies' goodput and hits per point, beside the repeated study's."""
+    by_point = {(s.settings[STRATEGY], s.settings["load.mix"]): s for s in repeated}
+    rows: dict[tuple[str, str], dict[str, str]] = {}
+    manifests, durations = [], []
+    for folder in SINGLE_RUNS:
+        subjects = load_subjects(results / folder)
+        manifests += [run.manifest for s in subjects for run in s.runs]
+        durations.append(subjects[0].runs[0].manifest.mix.mix.shape.duration_s)
+        for s in subjects:
+            key = (s.settings[STRATEGY], s.settings["load.mix"])
+            summary = s.runs[0].manifest.summary
+            hits = summary.server.prefix_cache_hit_rate.get("all") if summary and summary.server else None
+            row = rows.setdefault(key, {"strategy": key[0], "mix": MIX_NAMES.get(key[1], key[1])})
+            row[f"{durations[-1]:g} s run: goodput"] = f"{summary.all.goodput_rps:.2f}" if summary else "-"
+            row[f"{durations[-1]:g} s run: hits"] = f"{hits * 100:.1f} %" if hits is not None else "-"
+    for key, row in rows.items():
+        if key in by_point:
+            row["repeated: goodput"] = _shown(interval(by_point[key], ALL, "goodput_rps"), 2)
+            row["repeated: hits"] = _shown(interval(by_point[key], ALL, "prefix_cache_hit_rate"), 1, 100.0, " %")
+    table = pd.DataFrame(sorted(rows.values(), key=lambda r: (r["mix"], r["strategy"])))
+    return {"durations": durations, "provenance": measured(manifests), "table": table}
 
 
 @page("studies/routing.md", title="Routing NPC traffic",
@@ -152,16 +188,18 @@ def routing(results: Path) -> str:
             if r.verdict == "differs":
                 differing[mix].append(f"{strategy}'s {FIGURES[str(r.figure)]} {diff}")
 
-    multi = next(g for g in groups if g[0].settings["load.mix"] == "multi-turn")
-    sa, lbr = (next(s for s in multi if s.settings[STRATEGY] == name)
-               for name in ("session-affinity", "latency-based-routing"))
-    head_to_head = compare([sa, lbr], ["goodput_rps", "e2e_p95_s"])
-    lbr_row = head_to_head[(head_to_head.cls == ALL) & (head_to_head.subject == lbr.name)].set_index("figure")
-
-    def diff_of(figure: str) -> str:
-        r = lbr_row.loc[figure]
-        digits, scale, unit = _display(figure)
-        return _shown(Interval(value=r["diff"], low=r.diff_low, high=r.diff_high, n=0), digits, scale, "", True)
+    head_to_head = []
+    for group in groups:
+        mix = MIX_NAMES.get(group[0].settings["load.mix"], group[0].settings["load.mix"])
+        sa, lbr = (next(s for s in group if s.settings[STRATEGY] == name)
+                   for name in ("session-affinity", "latency-based-routing"))
+        both = compare([sa, lbr], ["goodput_rps", _latency(sa), "prefix_cache_hit_rate"])
+        for r in both[(both.cls == ALL) & (both.subject == lbr.name)].itertuples():
+            digits, scale, unit = _display(str(r.figure))
+            unit = " points" if r.figure == "prefix_cache_hit_rate" else unit
+            diff = _shown(Interval(value=r.diff, low=r.diff_low, high=r.diff_high, n=0), digits, scale, unit, True)
+            head_to_head.append({"mix": mix, "figure": FIGURES[str(r.figure)],
+                                 "latency-based - session affinity": diff, "verdict": r.verdict})
 
     placement, lbr_idle, sa_split, sa_light = [], [], 0, []
     for group in groups:
@@ -205,8 +243,7 @@ def routing(results: Path) -> str:
         duration_s=manifests[0].mix.mix.shape.duration_s,
         sweep=SWEEP, provenance=measured(manifests), overview=pd.DataFrame(overview),
         baseline=baseline_strategy, differences=pd.DataFrame(rows), differing=differing,
-        lbr_vs_sa={"goodput": diff_of("goodput_rps"), "goodput_verdict": lbr_row.loc["goodput_rps"].verdict,
-                   "e2e": diff_of("e2e_p95_s"), "e2e_verdict": lbr_row.loc["e2e_p95_s"].verdict},
+        head_to_head=pd.DataFrame(head_to_head), single=_single_runs(results, subjects),
         placement=pd.DataFrame(placement), lbr_idle="; ".join(idle_text), cores=manifests[0].machine.cores,
         sa_split=sa_split, sa_light=sa_light_text, default=f"`{default}`",
         sa_calls="; ".join(c.removeprefix(f"{default}'s ") + (" (NPC mix)" if c in differing[MIX_NAMES["npc-cpu"]]
