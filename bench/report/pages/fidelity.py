@@ -68,6 +68,16 @@ both agree within {{ first.tolerance | pct }}{% endif %}, measured {{ later_prov
 
 {% if later_agree %}So the earlier gap was not the change of code; it came and went with the machine, which is why
 single runs are not enough here.{% endif %}
+
+## Reproduce
+
+With the stack up (`python -m serve up`), `python -m bench fidelity --run-id NAME` writes `results/NAME/`. The two
+commands it ran for `results/{{ later[1].run_id }}/`, as its `fidelity.json` records them (`commands`; the bench's length is
+in the `fixed-mix.toml` it writes beside them, vLLM's duration):
+
+```
+{% for tool, argv in commands.items() %}{{ argv | join(" ") }}
+{% endfor %}```
 """
 
 
@@ -131,5 +141,5 @@ def fidelity(results: Path) -> str:
         itl_range=itl_range, ttft_min=min(ttft), ttft_max=max(ttft), vllm_ttft_min=min(vllm_ttft),
         vllm_ttft_max=max(vllm_ttft), itl_tps_max=max(abs(r.differences[k]) for r in locked
                                                       for k in ("itl_median_ms", "output_tps")),
-        later=[{"run_id": r.run_id, "commit": (r.git.commit or "")[:7]} for r in later],
+        later=[{"run_id": r.run_id, "commit": (r.git.commit or "")[:7]} for r in later], commands=later[-1].commands,
         later_agree=all(r.agree for r in later), later_provenance=measured(later), later_table=_by_run(later))
