@@ -96,3 +96,22 @@ def test_the_studies_index_lists_every_registered_study_page(monkeypatch) -> Non
         if path.startswith("studies/") and path != "studies/index.md":
             assert f"- [{p.title}]({path.removeprefix('studies/')})" in index
     assert "- [A new study](new-study.md): What it found." in index
+
+
+def test_provenance_says_when_where_which_commit_and_a_dirty_tree() -> None:
+    from types import SimpleNamespace
+
+    from bench.records import EnvLock, GitState, Machine
+
+    machine = Machine(hostname="vm", cpu_model="AMD EPYC", cores=2, memory_gib=23.5, platform="linux")
+
+    def record(start: str, end: str, commit: str, dirty: bool) -> SimpleNamespace:
+        return SimpleNamespace(started_at=start, ended_at=end, git=GitState(commit=commit, dirty=dirty),
+                               machine=machine, simulated=False,
+                               env_lock=EnvLock(name="cpu", lock="serve/locks/cpu.txt", lock_sha256="0" * 64))
+
+    clean = record("2026-12-01T10:05:00+00:00", "2026-12-01T10:06:00+00:00", "2caa6a8aaaa", False)
+    dirty = record("2026-12-01T10:40:00+00:00", "2026-12-01T10:43:00+00:00", "8185f8cbbbb", True)
+    assert pages.measured([clean, dirty]) == (
+        "on 2026-12-01 10:05-10:43 UTC on a 2-core AMD EPYC machine with 23.5 GiB and no GPU, at `2caa6a8`, `8185f8c`, "
+        "1 of 2 runs from a dirty tree, environment installed from serve/locks/cpu.txt")
