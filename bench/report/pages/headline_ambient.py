@@ -36,11 +36,12 @@ In planning units, the fewest ticks old a decision is at p95 for each number of 
 
 {{ table(planning) }}
 
-A world simulator's 10 Hz loop with {{ hz10.deadline_ms | num }} ms per decision gets no fresh decision at all here:
-a reply takes about {{ hz10.e2e_p50_s | num(2) }} s ({{ hz10.e2e_ticks | num }} ticks) at e2e p50. With one NPC under
-`skip`, {{ hz10.skip_fallback | pct }} of its ticks fall back and it acts on decisions {{ hz10.skip_stale_p95 |
-num }} ticks old at p95; under `cancel`, {{ hz10.cancel_ok }} of {{ hz10.cancel_requests | num }} requests completed in
-{{ hz10.duration_s | num }} s.
+A world simulator's {{ hz10.tick_hz | num }} Hz loop with {{ hz10.deadline_ms | num }} ms per decision {% if
+hz10.fresh_max == 0 %}gets no fresh decision at all here{% else %}gets a fresh decision at {{ hz10.fresh_max | pct }} of
+its ticks at best{% endif %}: a reply takes about {{ hz10.e2e_p50_s | num(2) }} s ({{ hz10.e2e_ticks | num }} ticks)
+at e2e p50. With one NPC under `skip`, {{ hz10.skip_fallback | pct }} of its ticks fall back and it acts on decisions
+{{ hz10.skip_stale_p95 | num }} ticks old at p95; under `cancel`, {{ hz10.cancel_ok }} of {{ hz10.cancel_requests |
+num }} requests completed in {{ hz10.duration_s | num }} s.
 
 ## Reproduce
 
@@ -126,7 +127,8 @@ def headline(results: Path) -> str:
                     "e2e_ticks": skip1.e2e_p50_s * hz10_shape.tick_hz,
                     "skip_fallback": skip1.fallback_share, "skip_stale_p95": skip1.staleness_p95,
                     "cancel_ok": int((cancel_requests.outcome == "ok").sum()), "cancel_requests": len(cancel_requests),
-                    "duration_s": hz10_shape.duration_s}
+                    "duration_s": hz10_shape.duration_s, "tick_hz": hz10_shape.tick_hz,
+                    "fresh_max": hz10.fresh_share.max()}
 
     capacity = sweep_points(capacity_dir, by="groups").query("group == 'light'").reset_index(drop=True)
     capacity_manifests = sweep_manifests(capacity_dir)
