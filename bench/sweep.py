@@ -182,12 +182,12 @@ def _index_row(run_dir: Path, run_id: str, serve_point: dict, load_point: dict,
 
 def write_intervals(sweep_dir: Path) -> None:
     """`intervals.csv`: every point's figures per class with their confidence intervals (over its repeats), and
-    each point's difference from the first with that difference's interval, as `bench compare` gives them."""
-    from bench.compare import compare, load_subjects
+    each point's difference from the first serve setting under the same load (column `baseline`), with that
+    difference's interval, as `bench compare BASELINE POINT ...` gives them."""
+    from bench.compare import compare_by_load, load_subjects
 
-    subjects = load_subjects(sweep_dir)
-    compare(subjects).to_csv(sweep_dir / "intervals.csv", index=False)
-    print(f"intervals: {sweep_dir / 'intervals.csv'} (`python -m bench compare {sweep_dir}` prints them)")
+    compare_by_load(load_subjects(sweep_dir)).to_csv(sweep_dir / "intervals.csv", index=False)
+    print(f"intervals: {sweep_dir / 'intervals.csv'} (`python -m bench compare {sweep_dir}/sN-lM ...` prints them)")
 
 
 def _previous_startup(sweep_dir: Path) -> dict[int, float]:

@@ -45,12 +45,12 @@ def test_there_are_committed_results_to_check() -> None:
     assert len(committed("manifest.json")) > 10 and committed("overhead.json") and committed("fidelity.json")
 
 
-LOCAL_PATH = re.compile(r"/root/|/home/[a-z]|/work/|\.venv/bin/")
+LOCAL_PATH = re.compile(r"/root/|/home/[a-z]|/work/|/tmp/|\.venv/bin/")
 
 
 def test_committed_results_carry_no_local_paths() -> None:
-    """A result names what ran, not where this machine keeps it: no home folders, checkouts or environments,
-    and no logs (they echo all of those)."""
+    """A result names what ran, not where this machine keeps it: no home folders, checkouts, scratch folders
+    (/tmp) or environments, and no logs (they echo all of those)."""
     tracked = subprocess.run(["git", "ls-files", "results"], cwd=RESULTS.parent, capture_output=True, text=True,
                              check=True).stdout.split()
     assert tracked and not [name for name in tracked if name.endswith(".log")]
