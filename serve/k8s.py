@@ -445,10 +445,23 @@ Then the stack, and the bench once the stack is ready (render with --out {out} f
 See docs/how-to/kubernetes.md."""
 
 
+def shared_gpu_warning(spec: StackSpec) -> str | None:
+    """The profile puts several workers on one GPU, which Kubernetes' device plugin cannot: it gives each pod
+    whole GPUs of its own."""
+    started = [w for w in spec.workers if not w.is_external and w.gpu is not None]
+    if spec.device != "cuda" or len({w.gpu for w in started}) == len(started):
+        return None
+    return (f"warning: profile {spec.profile} runs {len(started)} workers on {len({w.gpu for w in started})} GPUs; "
+            f"under Kubernetes' device plugin each worker pod gets a whole GPU ({len(started)} in all), used to its "
+            "gpu_memory_utilization. Sharing one GPU needs the cluster's GPU sharing (docs/how-to/kubernetes.md).")
+
+
 def main(spec: StackSpec, args: argparse.Namespace) -> int:
     """`python -m serve render --format k8s`."""
     options = K8sOptions.from_args(args)
     rendered = render(spec, options)
+    if warning := shared_gpu_warning(spec):
+        print(warning, file=sys.stderr)
     if args.out:
         for path in write(rendered, Path(args.out)):
             print(path)
