@@ -17,9 +17,9 @@ from pathlib import Path, PurePosixPath
 from typing import Any
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from serve.common import named_toml
+from serve.common import error_lines, named_toml
 from serve.paths import REPO_ROOT
 from serve.render import (
     MASTER_KEY_ENV,
@@ -113,7 +113,10 @@ class K8sOptions(BaseModel):
     @classmethod
     def from_args(cls, args: argparse.Namespace) -> K8sOptions:
         given = {name: getattr(args, f"k8s_{name}") for name in cls.model_fields}
-        return cls.model_validate({k: v for k, v in given.items() if v is not None})
+        try:
+            return cls.model_validate({k: v for k, v in given.items() if v is not None})
+        except ValidationError as exc:
+            raise SpecError("; ".join(f"--{line.replace('_', '-')}" for line in error_lines(exc))) from None
 
 
 # -- the spec as the cluster runs it
@@ -372,8 +375,6 @@ class Manifests:
         objects = [o for w in self.spec.workers if not w.is_external for o in self.worker_objects(w)]
         return [*objects, *self.redis_objects(), *self.proxy_objects()]
 
-    def bench(self) -> list[dict[str, Any]]:
-        return self.bench_objects()
 
 
 def cpu_count(cpu_bind: str | None) -> int:
@@ -391,7 +392,7 @@ def render(spec: StackSpec, options: K8sOptions) -> dict[str, list[dict[str, Any
     """{"stack": workers, Redis and proxy; "bench": the Locust Job and its ConfigMaps}: apply the stack, wait for
     it, then the bench."""
     manifests = Manifests(spec, options)
-    return {"stack": manifests.stack(), "bench": manifests.bench()}
+    return {"stack": manifests.stack(), "bench": manifests.bench_objects()}
 
 
 class _Dumper(yaml.SafeDumper):

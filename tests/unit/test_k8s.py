@@ -277,3 +277,8 @@ def test_render_warns_that_the_device_plugin_gives_each_worker_its_own_gpu():
     one_each = load_profile("gpu", ["workers.1.gpu=2", "workers.3.gpu=3"])
     assert k8s.shared_gpu_warning(one_each) is None
     assert k8s.shared_gpu_warning(load_profile("cpu")) is None
+
+
+def test_a_bad_option_names_its_flag(capsys):
+    assert main(["render", "--profile", "cpu", "--format", "k8s", "--name", "NPC_Bench"]) == 2
+    assert "--name: String should match pattern" in capsys.readouterr().err
