@@ -6,6 +6,7 @@
     python -m serve provision [--profile P]                       make the profile's local model folders
     python -m serve check [--profile P]                           validate a profile with vLLM's own parser
     python -m serve render [--profile P]                          print the commands and LiteLLM config
+    python -m serve render --format k8s [--out DIR]               Kubernetes manifests (docs/how-to/kubernetes.md)
 """
 
 from __future__ import annotations
@@ -235,6 +236,10 @@ def cmd_render(args: argparse.Namespace) -> int:
     import shlex
 
     spec = load(args)
+    if args.format == "k8s":
+        from serve import k8s
+
+        return k8s.main(spec, args)
     for worker in spec.workers:
         if worker.is_external:
             print(f"# {worker.name}: external, {worker.external_url}")
@@ -279,6 +284,12 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("--profile", help=profile_help)
         p.add_argument("--set", action="append", metavar="PATH=VALUE", help=set_help)
         p.set_defaults(func=func)
+        if name == "render":
+            from serve.k8s import K8sOptions
+
+            p.add_argument("--format", choices=["text", "k8s"], default="text",
+                           help="text: the commands and config, as the supervisor runs them; k8s: Kubernetes manifests")
+            K8sOptions.add_arguments(p)
 
     return parser
 

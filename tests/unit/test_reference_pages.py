@@ -7,7 +7,7 @@ import argparse
 from pathlib import Path
 from typing import Literal
 
-from bench.__main__ import build_parser as bench_parser
+from bench.cli import build_parser as bench_parser
 from bench.report.pages.architecture_modules import module_map
 from bench.report.pages.reference_cli import cli_markdown
 from bench.report.pages.reference_mix import mix
