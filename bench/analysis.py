@@ -15,7 +15,7 @@ from bench.metrics import PREFIX_CACHE_HITS, PREFIX_CACHE_QUERIES, hit_rate
 from bench.records import Figures, Manifest, RunSummary, lock_mismatch
 from bench.rundir import read_manifest, read_requests, read_server_metrics
 from bench.summary import FIGURES, summarize
-from serve.gpu import plan_worker
+from serve import plan_worker
 
 
 @dataclass

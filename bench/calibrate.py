@@ -29,9 +29,8 @@ from pydantic import BaseModel, Field
 from bench.npc import WORDS
 from bench.records import Provenance
 from bench.rundir import git_info, provenance
-from serve.gpu import batched_tokens
-from serve.spec import SimLatency
-from serve.state import StackState, now_iso
+from serve import SimLatency, StackState, batched_tokens
+from serve.common import now_iso
 
 REPEATS = 3
 DECODE_TOKENS = 40

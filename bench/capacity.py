@@ -13,8 +13,7 @@ from typing import Any
 import pandas as pd
 from pydantic import BaseModel, Field
 
-from serve.gpu import kv_blocks
-from serve.spec import ModelSpec
+from serve import ModelSpec, kv_blocks
 
 GIB = 2**30
 

@@ -200,6 +200,24 @@ def compare(subjects: list[Subject], figures: list[str] = COMPARED) -> pd.DataFr
     return pd.DataFrame(rows)
 
 
+def by_load(subjects: list[Subject]) -> list[list[Subject]]:
+    """A sweep's points grouped by their load settings, in sweep order, so each serve setting is compared with the
+    first one under the same load (the NPC mix with the NPC mix, never with multi-turn). A sweep whose serve
+    setting does not vary is one group: its load points are what it compares."""
+    groups: dict[str, list[Subject]] = {}
+    for subject in subjects:
+        load = {k: v for k, v in subject.settings.items() if k.startswith("load.")}
+        groups.setdefault(json.dumps(load, sort_keys=True, default=str), []).append(subject)
+    return [subjects] if all(len(g) == 1 for g in groups.values()) else list(groups.values())
+
+
+def compare_by_load(subjects: list[Subject], figures: list[str] = COMPARED) -> pd.DataFrame:
+    """`compare` within each group of `by_load`, the groups' tables one after the other; `baseline` names the point
+    each difference is taken from."""
+    return pd.concat([compare(group, figures).assign(baseline=group[0].name) for group in by_load(subjects)],
+                     ignore_index=True)
+
+
 def _flat(value: Any, prefix: str = "") -> dict[str, Any]:
     """A JSON value as {dotted path: leaf}, lists by index, for setting two specs side by side."""
     if isinstance(value, dict):

@@ -34,10 +34,8 @@ from bench.metrics import CounterWindow, scrape, total
 from bench.options import LoadOptions
 from bench.records import Provenance
 from bench.rundir import labelled_run_id, provenance, read_requests
-from serve.paths import portable
-from serve.process import log_tail
-from serve.render import VLLM
-from serve.state import StackState, now_iso
+from serve import VLLM, StackState, log_tail, portable
+from serve.common import now_iso
 
 FIGURES = ["ttft_median_ms", "itl_median_ms", "output_tps"]  # the ones that must agree
 

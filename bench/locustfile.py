@@ -31,6 +31,7 @@ from locust.stats import PERCENTILES_TO_REPORT, StatsCSV
 
 from bench.client import Direct, send
 from bench.decisions import Cancelled, NpcTick, TickLedger, decision_figures, decisions_by_class
+from bench.fit import check_fits
 from bench.metrics import prefix_cache_hit_rates
 from bench.npc import NPC
 from bench.options import LoadOptions
@@ -51,12 +52,11 @@ from bench.rundir import (
 )
 from bench.scrape import CPU_METRIC, ServerScraper, Target
 from bench.shapes.tick import TickBurst
-from bench.spec import ResolvedMix, check_fits, direct_worker, load_mix, mix_names
+from bench.spec import ResolvedMix, direct_worker, load_mix, mix_names
 from bench.summary import memory_trend, summarize
 from bench.webform import add_start_page
-from serve.process import pid_alive
-from serve.state import NOT_READY, StackState, master_key, now_iso, ready_state
-from serve.supervisor import redis_commands
+from serve import NOT_READY, StackState, master_key, pid_alive, ready_state, redis_commands
+from serve.common import now_iso
 
 # The workers' counters the run summary compares with what the client counted.
 SETTLED_COUNTERS = ("vllm:generation_tokens_total", "vllm:prompt_tokens_total", "vllm:request_success_total")

@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Any
 
 from bench.kinds import KINDS
 
-if TYPE_CHECKING:  # bench.spec counts prompts with this module (bench/tokens.py), so not at run time
+if TYPE_CHECKING:
     from bench.spec import TrafficClass
 
 # Common English words that are one token each (with their leading space) in BPE vocabularies such as

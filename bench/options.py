@@ -10,7 +10,7 @@ from typing import Any, ClassVar
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from serve.settings import settings
+from serve import settings
 
 DEFAULT_MIX = "npc-cpu"
 

@@ -27,17 +27,25 @@ from typing import Any, Literal
 import httpx
 import openai
 import pandas as pd
-import yaml
 from openai.types.chat import ChatCompletionMessageParam
 from pydantic import BaseModel, Field
 
 from bench.metrics import scrape, total
 from bench.records import Provenance
 from bench.rundir import labelled_run_id, provenance
-from serve.process import Managed, log_tail, port_is_free, process_tree
-from serve.render import litellm_command, litellm_config, proxy_env
-from serve.spec import ProxySpec, apply_overrides, parse_spec
-from serve.state import StackState, master_key, now_iso
+from serve import (
+    Managed,
+    ProxySpec,
+    StackState,
+    apply_overrides,
+    log_tail,
+    master_key,
+    parse_spec,
+    port_is_free,
+    process_tree,
+    proxy_process,
+)
+from serve.common import now_iso
 
 DIRECT, PROXY = "direct", "proxy"  # targets; a compared proxy is named by its --compare label
 ReplyMode = Literal["plain", "stream"]
@@ -200,14 +208,7 @@ def compared_proxy(state: StackState, overrides: list[str], out: Path) -> tuple[
     data = apply_overrides(state.spec.model_dump(mode="json"), overrides)
     port = next(p for p in range(state.spec.proxy.port + 100, 65535) if port_is_free("127.0.0.1", p))
     spec = parse_spec(apply_overrides(data, [f"proxy.port={port}"]), source="--set overrides")
-    config = out / "compared-litellm.yaml"
-    config.write_text(yaml.safe_dump(litellm_config(spec), sort_keys=False))  # names the key's variable, not the key
-    metrics_dir = out / "compared-proxy-metrics"
-    metrics_dir.mkdir()
-    proxy = Managed(name="compared proxy", url=spec.proxy_url(), health_path="/health/readiness",
-                    command=litellm_command(spec, str(config)), env=proxy_env(spec, master_key(), metrics_dir),
-                    log=out / "compared-proxy.log")
-    return proxy, spec.proxy
+    return proxy_process(spec, master_key(), out, name="compared proxy", prefix="compared-"), spec.proxy
 
 
 def wait_ready(proxy: Managed, timeout_s: float = 300) -> None:

@@ -8,8 +8,7 @@ from pydantic import BaseModel, Field, computed_field, field_validator
 
 from bench.decisions import DecisionFigures
 from bench.spec import SLO, ResolvedMix
-from serve.gpu import Gpu
-from serve.spec import StackSpec
+from serve import Gpu, StackSpec
 
 # interrupted: the client cut the stream as its class plans; cancelled: a newer tick of its NPC cancelled it.
 Outcome = Literal["ok", "error", "timeout", "tool_invalid", "interrupted", "cancelled"]

@@ -41,11 +41,8 @@ from bench.records import (
     RunSummary,
     WorkerStartup,
 )
-from serve.gpu import inventory as gpu_inventory
-from serve.paths import REPO_ROOT, write_atomic
-from serve.spec import StackSpec
-from serve.state import now_iso
-from serve.tasks import STAMP_NAME
+from serve import REPO_ROOT, STAMP_NAME, StackSpec, gpu_inventory
+from serve.common import now_iso, write_atomic
 
 MANIFEST = "manifest.json"
 REQUESTS = "requests.jsonl"

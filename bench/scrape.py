@@ -11,7 +11,7 @@ import httpx
 import psutil
 
 from bench.metrics import CounterWindow, fetch, kept_for_run
-from serve.process import process_tree
+from serve import process_tree
 
 
 @dataclass(frozen=True)

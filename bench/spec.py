@@ -7,26 +7,22 @@ A mix (`bench/mixes/*.toml`) picks a scale, class weights and a load shape.
 
 from __future__ import annotations
 
-import math
 import random
 import tomllib
 from pathlib import Path
 from typing import Literal
 
-from pydantic import AliasChoices, BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import AliasChoices, BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from bench.errors import MixError
 from bench.kinds import KINDS
 from bench.shapes import Shape
-from bench.tokens import PromptCount, count_prompt
-from serve.spec import StackSpec, error_lines, named_toml
+from serve.common import error_lines, named_toml
 
 BENCH_DIR = Path(__file__).parent
 CLASSES_FILE = BENCH_DIR / "classes.toml"
 MIXES_DIR = BENCH_DIR / "mixes"
 Scale = Literal["cpu", "gpu"]
-# Per later turn of a conversation: the follow-up question (a few words) and the template around it and the reply.
-TURN_OVERHEAD_TOKENS = 40
 
 
 class _Strict(BaseModel):
@@ -113,6 +109,18 @@ class Mix(_Strict):
     shape: Shape
     seed: int = 0
     lengths: dict[str, Lengths] = Field(default_factory=dict, description="class name -> lengths for this mix")
+    classes: dict[str, TrafficClass] = Field(
+        default_factory=dict, description="the mix's own NPC classes, name -> a class's fields at the mix's scale "
+        "(kind, group, stream, tools, shared_prefix_share, prompt_tokens, output_tokens, slo, ...); one named as a "
+        "class of bench/classes.toml replaces it in this mix")
+
+    @field_validator("classes", mode="before")
+    @classmethod
+    def _named(cls, classes: object) -> object:
+        """A class's name is its key in the table."""
+        if isinstance(classes, dict):
+            return {name: {**body, "name": name} if isinstance(body, dict) else body for name, body in classes.items()}
+        return classes
 
     @model_validator(mode="after")
     def _weights(self) -> Mix:
@@ -169,7 +177,7 @@ def load_mix(name_or_path: str, npcs: int = 0, rate_rps: float = 0.0, duration_s
             mix = Mix.model_validate({**data, "shape": {**data["shape"], **overrides}})
     except ValidationError as exc:
         raise MixError(f"invalid mix {path}:\n{_errors(exc)}") from None
-    classes = load_classes(mix.scale)
+    classes = {**load_classes(mix.scale), **mix.classes}
     unknown = sorted(set(mix.weights) - set(classes))
     if unknown:
         raise MixError(f"mix {mix.name}: unknown classes {', '.join(unknown)}; known: {', '.join(sorted(classes))}")
@@ -184,38 +192,6 @@ def replace_lengths(cls: TrafficClass, lengths: Lengths | None) -> TrafficClass:
     if lengths is None:
         return cls
     return cls.model_copy(update={field: getattr(lengths, field) for field in lengths.model_fields_set})
-
-
-def check_fits(mix: ResolvedMix, stack: StackSpec) -> None:
-    """Fail before a run whose longest request would not fit its group's context on this stack: the longest
-    prompt as the worker counts it (bench/tokens.py), plus the reply and, in a conversation, the turns before it."""
-    problems = []
-    for cls in mix.classes.values():
-        if cls.group not in stack.groups:
-            continue
-        group = stack.groups[cls.group]
-        prompt = count_prompt(cls, stack.models[group.model], group)
-        turns = cls.turns or 1
-        longest = prompt.tokens + turns * cls.output_tokens.upper + (turns - 1) * TURN_OVERHEAD_TOKENS
-        if longest > group.max_model_len:
-            problems.append(_does_not_fit(mix, cls, prompt, longest, group.max_model_len))
-    if problems:
-        raise MixError(f"mix {mix.name} does not fit the running stack:\n" + "\n".join(f"  - {p}" for p in problems))
-
-
-def _does_not_fit(mix: ResolvedMix, cls: TrafficClass, prompt: PromptCount, longest: int, limit: int) -> str:
-    over, turns = longest - limit, cls.turns or 1
-    replies = (f"{turns} replies of up to {cls.output_tokens.upper} and {turns - 1} follow-ups of up to "
-               f"{TURN_OVERHEAD_TOKENS}" if turns > 1 else f"a reply of up to {cls.output_tokens.upper}")
-    table = (f"[lengths.{cls.name}] of mix {mix.name}" if cls.name in mix.mix.lengths
-             else f"[{cls.name}.{mix.mix.scale}] of {CLASSES_FILE.relative_to(BENCH_DIR.parent)}")
-    fixes = [f"{field}.max to {upper}" for field, upper, lowest in (
-        ("prompt_tokens", cls.prompt_tokens.upper - over, cls.prompt_tokens.min),
-        ("output_tokens", cls.output_tokens.upper - math.ceil(over / turns), cls.output_tokens.min)) if upper >= lowest]
-    lower = f"lower {' or '.join(fixes)} in {table}, or " if fixes else ""
-    return (f"class {cls.name}: up to {longest} tokens but group {cls.group} has max_model_len {limit}, {over} over: "
-            f"a {'first ' if turns > 1 else ''}prompt of {prompt.tokens} tokens ({prompt.how}) and {replies}.\n"
-            f"    To fit, {lower}raise groups.{cls.group}.max_model_len to {longest}.")
 
 
 def direct_worker(mix: ResolvedMix, workers: list, name: str):

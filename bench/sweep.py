@@ -27,8 +27,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from bench.options import LoadOptions
 from bench.rundir import MANIFEST, labelled_run_id, read_manifest
 from bench.spec import MixError, load_mix
-from serve.spec import SpecError, load_profile
-from serve.state import running_state
+from serve import SpecError, load_profile, running_state
 
 # What the index lists of each point, from its manifest's summary, so a sweep reads as one table.
 INDEX_FIGURES = ["requests", "n_error", "goodput_rps", "slo_attainment", "ttft_p95_s", "e2e_p50_s", "e2e_p95_s",
@@ -185,15 +184,16 @@ def _index_row(run_dir: Path, run_id: str, serve_point: dict, load_point: dict,
 
 def write_intervals(sweep_dir: Path) -> None:
     """`intervals.csv`: every point's figures per class with their confidence intervals (over its repeats), and
-    each point's difference from the first with that difference's interval, as `bench compare` gives them."""
-    from bench.compare import compare, load_subjects
+    each point's difference from the first serve setting under the same load (column `baseline`), with that
+    difference's interval, as `bench compare BASELINE POINT ...` gives them."""
+    from bench.compare import compare_by_load, load_subjects
 
     subjects = load_subjects(sweep_dir)
-    table = compare(subjects)
+    table = compare_by_load(subjects)
     simulated = {s.name: any(run.manifest.simulated for run in s.runs) for s in subjects}
     table.insert(table.columns.get_loc("subject") + 1, "simulated", table.subject.map(simulated))
     table.to_csv(sweep_dir / "intervals.csv", index=False)
-    print(f"intervals: {sweep_dir / 'intervals.csv'} (`python -m bench compare {sweep_dir}` prints them)")
+    print(f"intervals: {sweep_dir / 'intervals.csv'} (`python -m bench compare {sweep_dir}/sN-lM ...` prints them)")
 
 
 def _previous_startup(sweep_dir: Path) -> dict[int, float]:

@@ -20,7 +20,7 @@ from pydantic import ValidationError
 from bench.errors import MixError
 from bench.options import LoadOptions
 from bench.spec import load_mix
-from serve.spec import error_lines
+from serve.common import error_lines
 
 START_PATH = "/npc"
 CHARTS_URL = "/?tab=charts"  # Locust's own page, on its Charts tab

@@ -6,6 +6,7 @@
     python -m serve provision [--profile P]                       make the profile's local model folders
     python -m serve check [--profile P]                           validate a profile with vLLM's own parser
     python -m serve render [--profile P]                          print the commands and LiteLLM config
+    python -m serve render --format k8s [--out DIR]               Kubernetes manifests (docs/how-to/kubernetes.md)
 """
 
 from __future__ import annotations
@@ -235,6 +236,10 @@ def cmd_render(args: argparse.Namespace) -> int:
     import shlex
 
     spec = load(args)
+    if args.format == "k8s":
+        from serve import k8s
+
+        return k8s.main(spec, args)
     for worker in spec.workers:
         if worker.is_external:
             print(f"# {worker.name}: external, {worker.external_url}")
@@ -247,7 +252,8 @@ def cmd_render(args: argparse.Namespace) -> int:
     return 0
 
 
-def main(argv: list[str] | None = None) -> int:
+def build_parser() -> argparse.ArgumentParser:
+    """Every subcommand with its flags (the CLI reference page, docs/reference/cli.md, is generated from it)."""
     parser = argparse.ArgumentParser(prog="python -m serve", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -278,8 +284,18 @@ def main(argv: list[str] | None = None) -> int:
         p.add_argument("--profile", help=profile_help)
         p.add_argument("--set", action="append", metavar="PATH=VALUE", help=set_help)
         p.set_defaults(func=func)
+        if name == "render":
+            from serve.k8s import K8sOptions
 
-    args = parser.parse_args(argv)
+            p.add_argument("--format", choices=["text", "k8s"], default="text",
+                           help="text: the commands and config, as the supervisor runs them; k8s: Kubernetes manifests")
+            K8sOptions.add_arguments(p)
+
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
     try:
         return args.func(args)
     except (SpecError, ValueError) as exc:

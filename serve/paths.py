@@ -25,14 +25,6 @@ def stack_dir() -> Path:
     return home() / "stack"
 
 
-def write_atomic(path: Path, text: str) -> None:
-    """Write a file that readers see whole or not at all (state and manifests are read while being rewritten)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(text)
-    tmp.replace(path)
-
-
 def portable(text: str) -> str:
     """`text` without this machine's paths, for what a committed result records (commands, tokenizer folders):
     `$NPCBENCH_HOME` for the home folder, commands of this environment by their name, and repository paths

@@ -24,8 +24,8 @@ from litellm.integrations.custom_logger import CustomLogger
 from litellm.proxy._types import LitellmUserRoles, UserAPIKeyAuth
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from serve.common import error_lines
 from serve.render import MASTER_KEY_ENV
-from serve.spec import error_lines
 
 CHAT_CALL_TYPES = {"completion", "acompletion"}
 

@@ -16,6 +16,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from serve import paths
+from serve.common import error_lines, named_toml
 
 PROFILES_DIR = Path(__file__).parent / "profiles"
 GroupName = Literal["heavy", "light"]
@@ -354,19 +355,6 @@ def apply_overrides(data: dict[str, Any], overrides: list[str]) -> dict[str, Any
     return data
 
 
-def named_toml(name_or_path: str, folder: Path, what: str, error: type[Exception]) -> Path:
-    """The TOML file that a name (`folder/NAME.toml`) or a path names; `error` says what exists if it does not."""
-    path = Path(name_or_path)
-    if path.suffix != ".toml":
-        path = folder / f"{name_or_path}.toml"
-        if not path.exists():
-            names = ", ".join(sorted(p.stem for p in folder.glob("*.toml")))
-            raise error(f"unknown {what} {name_or_path!r}: choose one of {names} or give the path of a .toml file")
-    elif not path.exists():
-        raise error(f"{what} file {path} does not exist")
-    return path
-
-
 def merged(base: dict[str, Any], changes: dict[str, Any]) -> dict[str, Any]:
     """`base` with `changes` laid over it: tables merge key by key, anything else (a list, a value) is replaced."""
     out = dict(base)
@@ -392,11 +380,6 @@ def load_profile(name_or_path: str, overrides: list[str] | None = None) -> Stack
     data = apply_overrides(raw_profile(path), overrides or [])
     data.setdefault("profile", path.stem)
     return parse_spec(data, source=str(path))
-
-
-def error_lines(exc: ValidationError) -> list[str]:
-    """Each of pydantic's errors as `field.path: message`, the way this project's error messages show them."""
-    return [f"{'.'.join(map(str, e['loc'])) or 'spec'}: {e['msg'].removeprefix('Value error, ')}" for e in exc.errors()]
 
 
 def parse_spec(data: dict[str, Any], source: str = "<spec>") -> StackSpec:

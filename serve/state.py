@@ -5,14 +5,13 @@ from __future__ import annotations
 import json
 import os
 import secrets
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Literal
 
 from pydantic import BaseModel, Field
 
 from serve import paths
-from serve.paths import write_atomic
+from serve.common import write_atomic
 from serve.process import pid_alive
 from serve.render import MASTER_KEY_ENV
 from serve.spec import GroupName, StackSpec
@@ -84,10 +83,6 @@ def ready_state() -> StackState | None:
 
 def write_state(state: StackState) -> None:
     write_atomic(state_path(), state.model_dump_json(indent=2))
-
-
-def now_iso() -> str:
-    return datetime.now(UTC).isoformat(timespec="seconds")
 
 
 def key_path() -> Path:

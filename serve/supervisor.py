@@ -19,26 +19,24 @@ from pathlib import Path
 from typing import IO
 
 import httpx
-import yaml
 
 from serve import paths
+from serve.common import now_iso
 from serve.process import Managed, group_alive, log_tail, pid_alive, port_is_free, probe, stop_process_group
 from serve.provision import is_provisioned
+from serve.proxy import proxy_process
 from serve.render import (
     LOCAL_REDIS_HOST,
     REDIS_PASSWORD_ENV,
     REDIS_SERVER,
     VLLM,
-    litellm_command,
-    litellm_config,
-    proxy_env,
     redis_conf,
     vllm_env,
     worker_command,
 )
 from serve.settings import settings
 from serve.spec import SpecError, StackSpec
-from serve.state import ProcessState, StackState, WorkerState, now_iso, write_state
+from serve.state import ProcessState, StackState, WorkerState, write_state
 
 PROGRESS_EVERY_S = 10.0
 MAX_RESTARTS = 3
@@ -124,13 +122,7 @@ class Supervisor:
                 name=worker.name, url=spec.worker_url(worker), health_path="/health",
                 command=worker_command(spec, worker), env=vllm_env(spec, worker), log=self.logs / f"{worker.name}.log",
             )
-        config_path = self.dir / "litellm.yaml"
-        self.proxy = Managed(
-            name="proxy", url=spec.proxy_url(), health_path="/health/readiness",
-            command=litellm_command(spec, str(config_path)),
-            env=proxy_env(spec, key, self.dir / "proxy-metrics"), log=self.logs / "proxy.log",
-        )
-        self.config_path = config_path
+        self.proxy = proxy_process(spec, key, self.dir, log=self.logs / "proxy.log")
         self.redis: Managed | None = None
         if spec.proxy.start_redis:  # a password made now, kept out of logs and command lines (it is in redis.conf)
             password = secrets.token_urlsafe(24)
@@ -164,9 +156,6 @@ class Supervisor:
         """Start everything, call `banner()` once ready, then watch until Ctrl-C/SIGTERM. Returns the exit code."""
         signal.signal(signal.SIGTERM, self._on_sigterm)
         self.dir.mkdir(parents=True, exist_ok=True)
-        self.config_path.write_text(yaml.safe_dump(litellm_config(self.spec), sort_keys=False))
-        shutil.rmtree(self.dir / "proxy-metrics", ignore_errors=True)  # counters of an earlier stack
-        (self.dir / "proxy-metrics").mkdir()
         self._publish()
         try:
             with httpx.Client() as client:

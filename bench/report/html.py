@@ -1,5 +1,4 @@
-"""`python -m bench report RUN_DIR`: one run as one self-contained HTML page (RUN_DIR/report.html); given a sweep's
-folder, a page for each of its runs.
+"""One run as one self-contained HTML page, RUN_DIR/report.html (`python -m bench report`, bench/cli/report.py).
 
 The page is its panels (bench/report/panels/), in order, under a title naming the run; a run against simulated
 workers says SIMULATED in the title and in a banner. Images are embedded PNGs and the page loads nothing, so it
@@ -8,15 +7,14 @@ reads offline and can be mailed. `python -m bench run` writes it at the end of e
 
 from __future__ import annotations
 
-import argparse
 import html
 import sys
 import traceback
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from bench.rundir import MANIFEST, SIMULATED_NOTE
-from serve.paths import write_atomic
+from bench.rundir import SIMULATED_NOTE
+from serve.common import write_atomic
 
 if TYPE_CHECKING:  # the panels bring matplotlib, which every other command can do without
     from bench.analysis import Run
@@ -80,29 +78,3 @@ def report_after_run(run_dir: Path) -> Path | None:
         return None
     print(f"  report: {path}", flush=True)
     return path
-
-
-def add_cli_args(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("run_dirs", nargs="+", metavar="RUN_DIR",
-                        help="a run folder (one holding manifest.json), or a sweep folder for a page per run")
-
-
-def run_folders(path: Path) -> list[Path]:
-    """A run folder, or a sweep folder's runs that have started."""
-    if (path / MANIFEST).exists() or not (path / "index.json").exists():
-        return [path]
-    from bench.analysis import sweep_index
-
-    return [path / point for point in sweep_index(path).path if (path / point / MANIFEST).exists()]
-
-
-def run(args: argparse.Namespace) -> int:
-    code = 0
-    for run_dir in (run for path in args.run_dirs for run in run_folders(Path(path))):
-        if not (run_dir / MANIFEST).exists():
-            print(f"error: {run_dir} holds no {MANIFEST}: give a run's folder, or a sweep's (one holding index.json)",
-                  file=sys.stderr)
-            code = 2
-            continue
-        print(f"report: {write_report(run_dir)}")
-    return code

@@ -1,7 +1,7 @@
 """Replay a recorded game session: each request of a trace file is sent at its time, for its NPC, of its class,
 with its prompt and reply lengths, whether or not earlier ones finished (as a game server sends them).
 
-A trace is JSON Lines, one request a line, in time order (README: Trace files):
+A trace is JSON Lines, one request a line, in time order (docs/concepts/traffic.md, Trace files):
 
     {"t_s": 0.0, "npc_id": "guard-7", "cls": "ambient", "prompt_tokens": 318, "output_tokens": 12}
 
@@ -21,7 +21,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 
 from bench.errors import MixError
 from bench.shapes.base import LoadShape, Pacer, RunContext, register
-from serve.paths import REPO_ROOT
+from serve import REPO_ROOT
 
 if TYPE_CHECKING:
     from bench.npc import NPC

@@ -27,7 +27,7 @@ def test_there_are_notebooks() -> None:
 
 @pytest.mark.parametrize("name", ["02_capacity_plan", "03_kv_cache"])
 def test_planning_notebooks_read_the_sweep_they_are_given(name: str, monkeypatch) -> None:
-    # A GPU owner points them at their own sweep (README: a GPU owner's first hour); here another committed one.
+    # A GPU owner points them at their own sweep (docs/how-to/gpu-first-hour.md); here another committed one.
     monkeypatch.setenv("NPCBENCH_SWEEP", str(NOTEBOOKS.parent / "results" / "sweep-cpu-defaults"))
     notebook = nbformat.read(NOTEBOOKS / f"{name}.ipynb", as_version=4)
     NotebookClient(notebook, timeout=300, kernel_name="python3", resources={"metadata": {"path": str(NOTEBOOKS)}}).execute()

@@ -6,8 +6,9 @@ import os
 
 import pytest
 
+from serve.common import now_iso
 from serve.spec import load_profile
-from serve.state import ProcessState, StackState, WorkerState, now_iso, write_state
+from serve.state import ProcessState, StackState, WorkerState, write_state
 from tests.unit.fake_server import FakeServer, FakeWorker
 
 

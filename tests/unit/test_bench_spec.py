@@ -6,8 +6,9 @@ import random
 
 import pytest
 
+from bench.fit import check_fits
 from bench.kinds import KINDS
-from bench.spec import LengthDist, MixError, TrafficClass, check_fits, load_classes, load_mix, mix_names
+from bench.spec import LengthDist, MixError, TrafficClass, load_classes, load_mix, mix_names
 from serve.spec import load_profile
 
 

@@ -9,14 +9,14 @@ import pandas as pd
 import pytest
 
 from bench import stats
-from bench.__main__ import main
-from bench.compare import ALL, CompareError, Run, Subject, compare, load_subjects, provenance_warnings
+from bench.cli import main
+from bench.compare import ALL, CompareError, Run, Subject, by_load, compare, compare_by_load, load_subjects, provenance_warnings
 from bench.records import GitState, Manifest, RequestRecord
 from bench.rundir import machine_info
 from bench.spec import load_mix
 from bench.summary import summarize
+from serve.common import now_iso
 from serve.spec import load_profile
-from serve.state import now_iso
 
 RESULTS = Path(__file__).resolve().parents[2] / "results"
 
@@ -60,6 +60,21 @@ def test_goodput_of_repeats_is_compared_over_runs() -> None:
     assert row(table, "goodput_rps", "base").method == "t"
     moved = row(table, "goodput_rps", "double")
     assert moved["diff"] == pytest.approx(1.0) and moved.verdict == "differs"
+
+
+def test_each_serve_setting_is_compared_with_the_first_under_the_same_load() -> None:
+    def point(name: str, routing: str, mix: str, e2e_s: float, seed: int) -> Subject:
+        return Subject(name, [run(name, e2e_s, 60, seed)], {"serve.proxy.routing_strategy": routing, "load.mix": mix})
+
+    points = [point("s0-l0", "a", "npc", 1.0, 1), point("s0-l1", "a", "multi", 5.0, 2),
+              point("s1-l0", "b", "npc", 1.0, 3), point("s1-l1", "b", "multi", 5.0, 4)]
+    assert [[s.name for s in g] for g in by_load(points)] == [["s0-l0", "s1-l0"], ["s0-l1", "s1-l1"]]
+    table = compare_by_load(points, figures=["e2e_p50_s"])
+    multi = row(table, "e2e_p50_s", "s1-l1")
+    assert multi.baseline == "s0-l1" and multi.verdict == "within noise"  # not 4 s slower than the NPC mix's s0-l0
+    # a sweep of load points under one serve setting compares them with its first
+    alone = [point("s0-l0", "a", "npc", 1.0, 1), point("s0-l1", "a", "multi", 5.0, 2)]
+    assert [[s.name for s in g] for g in by_load(alone)] == [["s0-l0", "s0-l1"]]
 
 
 def test_a_single_run_against_another_gets_no_interval_for_its_hit_rate() -> None:

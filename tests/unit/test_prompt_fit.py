@@ -7,18 +7,19 @@ import re
 
 import pytest
 
-from bench import tokens
-from bench.npc import NPC_TOOLS
-from bench.spec import MixError, check_fits, load_classes, load_mix, mix_names
-from bench.tokens import (
+from bench import fit as tokens
+from bench.fit import (
     TEMPLATE_MARGIN_TOKENS,
     TOOL_INSTRUCTIONS_TOKENS,
+    check_fits,
     count_prompt,
     count_words,
     load_tokenizer,
     longest_request,
     tokenizer_dir,
 )
+from bench.npc import NPC_TOOLS
+from bench.spec import MixError, load_classes, load_mix, mix_names
 from serve.spec import load_profile
 
 CPU = load_profile("cpu")

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from bench.__main__ import main
+from bench.cli import main
 from bench.report import html as report
 from bench.report import panels
 from bench.rundir import read_manifest

@@ -8,7 +8,7 @@ from datetime import UTC, datetime
 
 import pytest
 
-from bench.__main__ import main
+from bench.cli import main
 from bench.metrics import PREFIX_CACHE_HITS, PREFIX_CACHE_QUERIES
 from bench.records import EnvLock, GitState, Manifest, PrefixCacheCounters, RequestRecord, lock_mismatch
 from bench.rundir import (
@@ -25,8 +25,8 @@ from bench.rundir import (
 )
 from bench.spec import load_mix
 from bench.summary import summarize
+from serve.common import now_iso
 from serve.spec import load_profile
-from serve.state import now_iso
 from serve.tasks import STAMP_NAME
 
 

@@ -2,7 +2,7 @@
 
 Each page is one module in this package that registers a function returning the page's Markdown:
 
-    @page("studies/soak-1h.md", title="Held load: one hour")
+    @page("studies/soak-1h.md", title="Held load: one hour", summary="Memory and latency over an hour of load.")
     def soak(results: Path) -> str:
         run = load_run(results / "soak-cpu-1h")
         return render(TEMPLATE, run=run, ...)
@@ -15,13 +15,19 @@ its results render, so a figure in the docs cannot drift from its data.
 from __future__ import annotations
 
 import importlib
+import json
 import pkgutil
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
+from typing import Protocol
 
 import jinja2
 import pandas as pd
+
+from bench.records import EnvLock, GitState, Machine, Manifest
+from bench.rundir import read_manifest
 
 Renderer = Callable[[Path], str]
 
@@ -31,18 +37,20 @@ class Page:
     path: str  # under docs/
     title: str
     render: Renderer
+    summary: str = ""  # one line for the index pages
 
 
 _PAGES: dict[str, Page] = {}
 
 
-def page(path: str, title: str) -> Callable[[Renderer], Renderer]:
-    """Register a generated page: `path` is relative to docs/, the function gets the results folder."""
+def page(path: str, title: str, summary: str = "") -> Callable[[Renderer], Renderer]:
+    """Register a generated page: `path` is relative to docs/, the function gets the results folder; `summary` is
+    the page's line in the index of its folder."""
 
     def register(render: Renderer) -> Renderer:
         if path in _PAGES:
             raise ValueError(f"two generators for docs/{path}: {_PAGES[path].render.__module__} and {render.__module__}")
-        _PAGES[path] = Page(path, title, render)
+        _PAGES[path] = Page(path, title, render, summary)
         return render
 
     return register
@@ -130,3 +138,51 @@ def table(frame: pd.DataFrame, floatfmt: str = ",.3g", index: bool = False) -> s
     rule = "| " + " | ".join("---" for _ in frame.columns) + " |"
     rows = ["| " + " | ".join(cell(v) for v in row) + " |" for row in frame.itertuples(index=False)]
     return "\n".join([header, rule, *rows])
+
+
+# Provenance: every page says where, when and from what code its results were measured.
+
+class Measured(Protocol):
+    """A result record with its start and end: a run's manifest, an overhead run, a fidelity run."""
+
+    @property
+    def started_at(self) -> str: ...
+    @property
+    def ended_at(self) -> str | None: ...
+    @property
+    def git(self) -> GitState: ...
+    @property
+    def machine(self) -> Machine: ...
+    @property
+    def env_lock(self) -> EnvLock | None: ...
+    @property
+    def simulated(self) -> bool: ...
+
+
+def measured(records: Sequence[Measured]) -> str:
+    """Where, when and from what code some records were measured, as a clause for a page's prose: "on 2026-12-01
+    10:05-10:43 UTC on a 2-core AMD EPYC machine with 23.5 GiB and no GPU, at `2caa6a8`, clean tree, environment
+    installed from serve/locks/cpu.txt"."""
+    starts = sorted(datetime.fromisoformat(r.started_at) for r in records)
+    last = max([datetime.fromisoformat(r.ended_at) for r in records if r.ended_at] + starts)
+    first = starts[0]
+    when = (f"on {first:%Y-%m-%d %H:%M}-{last:%H:%M} UTC" if first.date() == last.date()
+            else f"from {first:%Y-%m-%d %H:%M} to {last:%Y-%m-%d %H:%M} UTC")
+    machines = dict.fromkeys(f"a {m.cores}-core {m.cpu_model} machine with {m.memory_gib:g} GiB and "
+                             + (f"{len(m.gpus)} x {m.gpus[0].name}" if m.gpus else "no GPU")
+                             for m in (r.machine for r in records))
+    commits = dict.fromkeys(f"`{(r.git.commit or 'no commit')[:7]}`" for r in records)
+    dirty = sum(bool(r.git.dirty) for r in records)
+    tree = ("clean tree" if not dirty else "dirty tree (the commit is not all the code that ran)"
+            if dirty == len(records) else f"{dirty} of {len(records)} runs from a dirty tree")
+    locks = dict.fromkeys(r.env_lock.lock for r in records if r.env_lock)
+    env = (f"environment installed from {', '.join(locks)}" if all(r.env_lock for r in records)
+           else "no locked environment recorded" if not locks else "a locked environment in some runs only")
+    simulated = "SIMULATED workers, " if any(r.simulated for r in records) else ""
+    return f"{when} on {' and '.join(machines)}, {simulated}at {', '.join(commits)}, {tree}, {env}"
+
+
+def sweep_manifests(sweep_dir: Path) -> list[Manifest]:
+    """The manifests of a sweep's completed runs, in the sweep's order (its index.json)."""
+    rows = json.loads((sweep_dir / "index.json").read_text())
+    return [read_manifest(sweep_dir / row["path"]) for row in rows if row["status"] == "complete"]

@@ -1,4 +1,5 @@
-"""Prompt tokens as the worker counts them: a class's longest request, through the model's own chat template.
+"""Prompt fitting: a class's longest request counted as the worker counts it, and a mix refused before it runs
+when that would not fit its group's context on the stack.
 
 vLLM renders the messages (and a tool class's tool definitions) with the model's chat template before it holds
 the prompt against --max-model-len, so a prompt is longer than the words the bench draws. Where the model's
@@ -8,6 +9,7 @@ tokenizer is on this machine the count is exact; elsewhere it is an estimate wit
 from __future__ import annotations
 
 import json
+import math
 import random
 import re
 from functools import cache
@@ -16,14 +18,16 @@ from typing import TYPE_CHECKING, Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from bench.errors import MixError
 from bench.npc import NPC, NPC_TOOLS
-from serve.provision import is_provisioned
+from bench.spec import BENCH_DIR, CLASSES_FILE
+from serve import is_provisioned
 
 if TYPE_CHECKING:
     from transformers import PreTrainedTokenizerBase
 
-    from bench.spec import TrafficClass
-    from serve.spec import GroupSpec, ModelSpec
+    from bench.spec import ResolvedMix, TrafficClass
+    from serve import GroupSpec, ModelSpec, StackSpec
 
 # The estimate counts words and punctuation marks: the filler words are one token each, and a name such as
 # "npc-12" is three pieces, about what a BPE vocabulary makes of it (2-5 tokens short per request, measured).
@@ -99,3 +103,40 @@ def count_prompt(cls: TrafficClass, model: ModelSpec, group: GroupSpec) -> Promp
     how = (f"estimated, as no tokenizer of {model.hf_id} is on this machine: {words} words and punctuation marks "
            f"+ {TEMPLATE_MARGIN_TOKENS} for the chat template" + (f" + {tool_tokens} for the tools" if tools else ""))
     return PromptCount(tokens=words + TEMPLATE_MARGIN_TOKENS + tool_tokens, words=words, tokenizer_dir=None, how=how)
+
+
+# Per later turn of a conversation: the follow-up question (a few words) and the template around it and the reply.
+TURN_OVERHEAD_TOKENS = 40
+
+
+def check_fits(mix: ResolvedMix, stack: StackSpec) -> None:
+    """Fail before a run whose longest request would not fit its group's context on this stack: the longest
+    prompt as the worker counts it, plus the reply and, in a conversation, the turns before it."""
+    problems = []
+    for cls in mix.classes.values():
+        if cls.group not in stack.groups:
+            continue
+        group = stack.groups[cls.group]
+        prompt = count_prompt(cls, stack.models[group.model], group)
+        turns = cls.turns or 1
+        longest = prompt.tokens + turns * cls.output_tokens.upper + (turns - 1) * TURN_OVERHEAD_TOKENS
+        if longest > group.max_model_len:
+            problems.append(_does_not_fit(mix, cls, prompt, longest, group.max_model_len))
+    if problems:
+        raise MixError(f"mix {mix.name} does not fit the running stack:\n" + "\n".join(f"  - {p}" for p in problems))
+
+
+def _does_not_fit(mix: ResolvedMix, cls: TrafficClass, prompt: PromptCount, longest: int, limit: int) -> str:
+    over, turns = longest - limit, cls.turns or 1
+    replies = (f"{turns} replies of up to {cls.output_tokens.upper} and {turns - 1} follow-ups of up to "
+               f"{TURN_OVERHEAD_TOKENS}" if turns > 1 else f"a reply of up to {cls.output_tokens.upper}")
+    table = (f"[lengths.{cls.name}] of mix {mix.name}" if cls.name in mix.mix.lengths
+             else f"[classes.{cls.name}] of mix {mix.name}" if cls.name in mix.mix.classes
+             else f"[{cls.name}.{mix.mix.scale}] of {CLASSES_FILE.relative_to(BENCH_DIR.parent)}")
+    fixes = [f"{field}.max to {upper}" for field, upper, lowest in (
+        ("prompt_tokens", cls.prompt_tokens.upper - over, cls.prompt_tokens.min),
+        ("output_tokens", cls.output_tokens.upper - math.ceil(over / turns), cls.output_tokens.min)) if upper >= lowest]
+    lower = f"lower {' or '.join(fixes)} in {table}, or " if fixes else ""
+    return (f"class {cls.name}: up to {longest} tokens but group {cls.group} has max_model_len {limit}, {over} over: "
+            f"a {'first ' if turns > 1 else ''}prompt of {prompt.tokens} tokens ({prompt.how}) and {replies}.\n"
+            f"    To fit, {lower}raise groups.{cls.group}.max_model_len to {longest}.")

@@ -1,0 +1,86 @@
+"""`python -m bench run`: a headless run of an NPC mix against the running stack, into one results folder.
+
+    python -m bench run --mix npc-cpu [--duration-s 60] [--npcs N] [--rate-rps R]
+                        [--repeats 3] [--cache reset]      repeated, from empty prefix caches
+                        [--direct light-0]                  straight to one worker
+                        [--processes 2]                     several Locust processes, one folder
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from bench.cli import CommandError, add_run_id
+from bench.cli._stack import locust_args, run_until_done, validate
+from bench.options import LoadOptions
+from bench.report.console import print_summary
+from bench.report.html import report_after_run
+from bench.rundir import DIRTY_TREE_NOTE, git_info, labelled_run_id, new_run_id, read_manifest
+from bench.spec import ResolvedMix
+from bench.stats import LEVEL
+from serve import StackState
+
+ORDER = 1
+HELP = "a headless run of a mix"
+SINGLE_PROCESS_SHAPES = ("tick", "trace")
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    LoadOptions.add_arguments(parser)
+    add_run_id(parser, "<mix>")
+    parser.add_argument("--no-html-report", action="store_true", help="skip Locust's ~1 MB HTML report (CSVs are kept)")
+    parser.add_argument("--repeats", type=int, default=1, help="run it N times (folders <run-id>-r0, -r1, ...) and "
+                        "give each figure's confidence interval over the runs")
+    parser.add_argument("--processes", type=int, default=1, help="Locust processes generating the load (Locust's "
+                        "--processes: a master and N workers); the run still writes one results folder")
+
+
+def run(args: argparse.Namespace) -> int:
+    state, mix = validate(args)
+    if args.repeats < 1:
+        raise CommandError("--repeats must be at least 1")
+    if args.processes < 1:
+        raise CommandError("--processes must be at least 1")
+    if args.processes > 1 and mix.mix.shape.kind in SINGLE_PROCESS_SHAPES:
+        raise CommandError(f"--processes {args.processes}: a {mix.mix.shape.kind} shape keeps state across its NPCs "
+                           "(the game's tick ledger, a trace's schedule) in one process; run it with --processes 1")
+    if git_info().dirty:
+        print(f"warning: {DIRTY_TREE_NOTE}", file=sys.stderr, flush=True)
+    run_id = labelled_run_id(args.run_id, state.spec.simulated) if args.run_id else (
+        new_run_id(mix.name, simulated=state.spec.simulated))
+    if state.spec.simulated:
+        print(f"warning: this stack's workers are simulated (profile {state.spec.profile}); the run is labelled "
+              f"{run_id} and its manifest says so", file=sys.stderr, flush=True)
+    run_dirs = [Path(args.results_dir) / (run_id if args.repeats == 1 else f"{run_id}-r{k}") for k in range(args.repeats)]
+    for run_dir in run_dirs:
+        if (code := run_once(args, state, mix, run_dir)) != 0:
+            return code
+    if len(run_dirs) > 1:
+        from bench.compare import compare, render, repeats
+
+        subject = repeats(run_id, run_dirs)
+        print(f"\n{len(run_dirs)} repeats, each figure with its {LEVEL:.0%} interval (latency percentiles "
+              "bootstrapped over the pooled requests, rates over the runs):")
+        print(render([subject], compare([subject])))
+    return 0
+
+
+def run_once(args: argparse.Namespace, state: StackState, mix: ResolvedMix, run_dir: Path) -> int:
+    target = next(w.url for w in state.workers if w.name == args.direct) if args.direct else state.base_url
+    print(f"running mix {mix.name} ({mix.mix.shape.kind}, {mix.mix.shape.duration_s:.0f} s) against "
+          f"{target}; results -> {run_dir}", flush=True)
+    command = [*locust_args(args, state.spec.proxy.timeout_s), "--headless", "--only-summary", "--run-dir", str(run_dir),
+               "--exit-code-on-error", "0", "--host", state.base_url, "--loglevel", "WARNING"]
+    if args.processes > 1:  # Locust's own: a master and N worker processes, which send it their records
+        command += ["--processes", str(args.processes)]
+    if args.no_html_report:
+        command.append("--skip-html-report")
+    code = run_until_done(command)
+    if not (run_dir / "manifest.json").exists():
+        raise CommandError(f"locust exited with code {code} before the run started; see its output above", 1)
+    manifest = read_manifest(run_dir)
+    print_summary(run_dir)
+    report_after_run(run_dir)
+    return {"complete": 0, "interrupted": 130}.get(manifest.status, 1)
