@@ -56,8 +56,8 @@ def tracked_results() -> list[str]:
                           check=True).stdout.split()
 
 
-# Named before the rule held in code (only "-sim" inside the name, from the profile cpu-sim); the README cites them
-# by these names, so they are renamed with it. The list may only shrink.
+# Named before the rule held in code (only "-sim" inside the name, from the profile cpu-sim); write-ups cite them by
+# these names, so they are renamed with those. The list may only shrink.
 NAMED_BEFORE_THE_RULE = {"calibration-cpu/cpu-sim-shared-r0", "calibration-cpu/cpu-sim-shared-r1",
                          "calibration-cpu/cpu-sim-shared-b-r0", "calibration-cpu/cpu-sim-shared-b-r1"}
 
@@ -81,7 +81,7 @@ def test_a_record_names_itself_simulated_exactly_when_its_workers_were(path: Pat
     """`-sim` at the end of the folder's name and of the run id (`-sim-rN` for a repeat), and nowhere else."""
     folder = str(path.parent.relative_to(RESULTS))
     if folder in NAMED_BEFORE_THE_RULE:
-        pytest.skip("named before the rule; renamed with the README that cites it")
+        pytest.skip("named before the rule; renamed with the write-ups that cite it")
     run_id, record = record_of(path)
     assert says_simulated(path.parent.name) == record.simulated, f"folder {folder}: simulated={record.simulated}"
     assert says_simulated(run_id) == record.simulated, f"run id {run_id}: simulated={record.simulated}"
