@@ -74,7 +74,8 @@ def npc_workers(requests: pd.DataFrame, group: str) -> pd.Series:
 
 def gaps(requests: pd.DataFrame) -> tuple[list[float], list[float]]:
     """Seconds between an NPC's consecutive requests to one group: where the worker changed, and where it stayed."""
-    switched, stayed = [], []
+    switched: list[float] = []
+    stayed: list[float] = []
     served = requests[requests.worker.notna()].sort_values("t_start")
     for _, npc in served.groupby(["group", "npc_id"]):
         workers, starts = npc.worker.tolist(), npc.t_start.tolist()
