@@ -87,4 +87,4 @@ def tree(records: Iterable[Recorded]) -> str:
 def provenance(records: Iterable[Recorded]) -> str:
     """One sentence for a page's 'Where the figures come from' section."""
     records = list(records)
-    return f"Recorded {span(records)}, at {commits(records)}, {tree(records)} (from the records' own `git` fields)."
+    return f"Recorded {span(records)}, at {commits(records)}, {tree(records)}."
