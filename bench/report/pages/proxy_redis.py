@@ -10,11 +10,10 @@ import pandas as pd
 from bench.report.pages import page, render
 from bench.report.pages.harness_ceilings import redis_rates
 from bench.report.pages.routing_at_scale import npc_workers
-from bench.report.pages.scale_provenance import SIMULATED_NOTICE, of_manifest, provenance
+from bench.report.pages.scale_provenance import LITELLM_PIN_CACHE_ENTRIES, SIMULATED_NOTICE, of_manifest, provenance
 from bench.rundir import read_manifest, read_requests
 
 FOLDER = "harness-ceilings"
-LITELLM_PIN_CACHE_ENTRIES = 200  # LiteLLM's in-memory cache size, as read in its source: believed, not verified
 RUNS = ["harness-plain-p1-sim", "harness-plain-p2-sim", "harness-plain-redis-sim",
         "harness-streamed-p1-sim", "harness-streamed-p2-sim", "harness-streamed-redis-sim"]
 

@@ -10,7 +10,12 @@ import pandas as pd
 
 from bench.analysis import routing_balance, sweep_index
 from bench.report.pages import page, render
-from bench.report.pages.scale_provenance import SIMULATED_NOTICE, of_manifest, provenance
+from bench.report.pages.scale_provenance import (
+    LITELLM_PIN_CACHE_ENTRIES,
+    SIMULATED_NOTICE,
+    of_manifest,
+    provenance,
+)
 from bench.rundir import read_requests
 
 FOLDER = "sweep-gpu-sim-routing-scale"
@@ -37,7 +42,7 @@ many of them two workers served, the group's prefix-cache hit rate (the workers'
   {{ switch_gap_min | num }} s), against
   {{ stay_gap_lo | num }}-{{ stay_gap_hi | num }} s between requests that stayed; but {{ long_stays | num }} times an
   NPC stayed on its worker after at least as long a silence, so silence alone does not decide it. A likely
-  cause, **not verified**: LiteLLM keeps session pins in an in-memory cache of at most 200 entries when no Redis is
+  cause, **not verified**: LiteLLM keeps session pins in an in-memory cache of at most {{ pin_cap }} entries when no Redis is
   shared, so with more NPCs than that an NPC that has been quiet may lose its pin. The
   [harness ceilings](harness-ceilings.md) point the same way: 500 NPCs through one proxy process split
   {{ ceiling_split_local }}, through two processes sharing Redis {{ ceiling_split_redis }}
@@ -153,7 +158,7 @@ def routing_at_scale(results: Path) -> str:
     return render(
         TEMPLATE, notice=SIMULATED_NOTICE, folder=FOLDER, mix=first.mix.name, rate=points["load.rate_rps"].iloc[0],
         npcs=npcs, duration_s=getattr(first.mix.mix.shape, "duration_s", None) or 0, balance=table_frame,
-        affinity_split=affinity_split, shuffle_split=split_phrase(shuffle),
+        pin_cap=LITELLM_PIN_CACHE_ENTRIES, affinity_split=affinity_split, shuffle_split=split_phrase(shuffle),
         switch_gap_lo=min(switch_medians, default=0), switch_gap_hi=max(switch_medians, default=0),
         switch_gap_min=min_switch if switch_medians else 0,
         stay_gap_lo=min(stay_medians, default=0), stay_gap_hi=max(stay_medians, default=0), long_stays=long_stays,

@@ -15,6 +15,10 @@ from bench.overhead import OverheadRun
 from bench.records import GitState, Manifest
 from bench.rundir import read_manifest
 
+# How many session pins LiteLLM keeps in its in-memory cache, as read in its source: believed, not verified; the
+# pages that cite it say so.
+LITELLM_PIN_CACHE_ENTRIES = 200
+
 SIMULATED_NOTICE = (
     '!!! warning "SIMULATED"\n'
     "    The workers behind these figures are serve/sim's model of a vLLM engine, not an inference engine.\n"
