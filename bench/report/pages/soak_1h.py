@@ -70,7 +70,7 @@ v1.90.6, `--num_workers 2`) may be the same; nothing here shows it is.
 - `results/{{ crash_run }}/`: `python -m bench run --mix npc-cpu --duration-s 60 --repeats 2 --run-id
   cpu-sim-shared --results-dir results/calibration-cpu` on the `cpu-sim` profile. {{ crash_provenance }}
 - Memory: `process_tree_rss_bytes` in `server_metrics.csv`; the quarter-hour slopes are straight lines fitted to
-  each quarter's samples; the start and end figures are the run summary's (`summary.server.memory`).
+  each quarter's samples; start and end are each process's first and last sample.
 """
 
 
@@ -103,8 +103,10 @@ def soak(results: Path) -> str:
     workers = sorted(name for name in memory if name != "proxy")
     slopes = {name: quarter_slopes(series[name]) for name in workers}
     quarters = len(next(iter(slopes.values())))
-    frame = pd.DataFrame([{"worker": name, "start MiB": memory[name].start_mib, "end MiB": memory[name].end_mib,
-                           "rise MiB": memory[name].end_mib - memory[name].start_mib,
+    first = {name: float(series[name].mib.iloc[0]) for name in workers}
+    last_mib = {name: float(series[name].mib.iloc[-1]) for name in workers}
+    frame = pd.DataFrame([{"worker": name, "start MiB": first[name], "end MiB": last_mib[name],
+                           "rise MiB": last_mib[name] - first[name],
                            **{f"min {QUARTER_MIN * i}-{QUARTER_MIN * (i + 1)}": slopes[name][i] for i in range(quarters)}}
                           for name in workers])
     start, end, rise = frame["start MiB"], frame["end MiB"], frame["rise MiB"]
@@ -127,8 +129,8 @@ def soak(results: Path) -> str:
         start_lo=start.min(), start_hi=start.max(), start_lo_gib=start.min() / 1024, start_hi_gib=start.max() / 1024,
         end_lo=end.min(), end_hi=end.max(), end_lo_gib=end.min() / 1024, end_hi_gib=end.max() / 1024,
         rise_lo=rise.min(), rise_hi=rise.max(), workers=frame.round(1),
-        settled_min=SETTLED_MIN, proxy_start=memory["proxy"].start_mib, proxy_settled=settled.mib.iloc[0],
-        proxy_end=memory["proxy"].end_mib,
+        settled_min=SETTLED_MIN, proxy_start=float(proxy.mib.iloc[0]), proxy_settled=settled.mib.iloc[0],
+        proxy_end=float(proxy.mib.iloc[-1]),
         proxy_slope_lo=min(proxy_slopes), proxy_slope_hi=max(proxy_slopes),
         last_lo=min(last), last_hi=max(last), last_median=float(np.median(last)),
         day_lo=min(last) * MINUTES_A_DAY / 1024, day_hi=max(last) * MINUTES_A_DAY / 1024,
