@@ -127,7 +127,8 @@ def overhead_rows(run: OverheadRun) -> dict[tuple[str, int, str], Row]:
     return {(r.shape, r.concurrency, r.target): r for r in run.rows}
 
 
-def overhead_table(rows: dict[tuple[str, int, str], Row], targets: list[str], c_high: int) -> pd.DataFrame:
+def overhead_table(rows: dict[tuple[str, int, str], Row], targets: list[str], c_high: int,
+                   stream_tokens: int) -> pd.DataFrame:
     def latency(shape: str, target: str) -> str:
         r = rows[(shape, 1, target)]
         return f"{r.latency_p50_ms:.1f} ms" + (f" (+{r.added_p50_ms:.1f})" if r.added_p50_ms is not None else "")
@@ -140,7 +141,7 @@ def overhead_table(rows: dict[tuple[str, int, str], Row], targets: list[str], c_
     names = {"direct": "direct", "proxy": "one proxy process", "two-processes": "two proxy processes"}
     table = {
         "plain, c=1: p50 (added)": [latency("plain", t) for t in targets],
-        "streamed (8 tokens), c=1: p50 (added)": [latency("stream", t) for t in targets],
+        f"streamed ({stream_tokens} tokens), c=1: p50 (added)": [latency("stream", t) for t in targets],
         f"plain, c={c_high}: requests/s": [f"{rows[('plain', c_high, t)].rps:.0f}" for t in targets],
         f"streamed, c={c_high}: requests/s": [f"{rows[('stream', c_high, t)].rps:.0f}" for t in targets],
         f"proxy CPU ms a request (c=1 / c={c_high}), plain": [cpu("plain", t) for t in targets],
@@ -205,7 +206,8 @@ def harness_ceilings(results: Path) -> str:
         streamed_failed_hi=max(s.all.requests - s.all.n_ok for n, s in summaries.items() if n in streamed and s),
         redis_lo=min(rates.values()), redis_hi=max(rates.values()), redis_tests=", ".join(rates),
         redis_per_request=max(redis_per_request),
-        overhead_table=overhead_table(rows, ["direct", "proxy", "two-processes"], c_high),
+        overhead_table=overhead_table(rows, ["direct", "proxy", "two-processes"], c_high,
+                                      overhead.settings["output_tokens"]["stream"]),
         added_plain=rows[("plain", 1, "proxy")].added_p50_ms, added_streamed=rows[("stream", 1, "proxy")].added_p50_ms,
         cpu_added_lo=min(cpu_added), cpu_added_hi=max(cpu_added), target_ms=TARGET_ADDED_MS,
         proxy_cpu_lo=min(one_cpu), proxy_cpu_hi=max(one_cpu),

@@ -16,7 +16,7 @@ from bench.report.pages.scale_provenance import (
     of_manifest,
     provenance,
 )
-from bench.rundir import read_requests
+from bench.rundir import read_manifest, read_requests
 
 FOLDER = "sweep-gpu-sim-routing-scale"
 STRATEGY = "serve.proxy.routing_strategy"
@@ -44,7 +44,7 @@ many of them two workers served, the group's prefix-cache hit rate (the workers'
   NPC stayed on its worker after at least as long a silence, so silence alone does not decide it. A likely
   cause, **not verified**: LiteLLM keeps session pins in an in-memory cache of at most {{ pin_cap }} entries when no Redis is
   shared, so with more NPCs than that an NPC that has been quiet may lose its pin. The
-  [harness ceilings](harness-ceilings.md) point the same way: 500 NPCs through one proxy process split
+  [harness ceilings](harness-ceilings.md) point the same way: {{ ceiling_npcs }} NPCs through one proxy process split
   {{ ceiling_split_local }}, through two processes sharing Redis {{ ceiling_split_redis }}
   ([proxy processes sharing Redis](proxy-redis.md)).
 - **Balance.** With {{ npcs[0] }} NPCs the pins left the heavy group's busiest worker {{ heavy_small | num(2) }} times
@@ -58,7 +58,8 @@ many of them two workers served, the group's prefix-cache hit rate (the workers'
   NPC speaks about once a minute, so its own history is rarely reused.
 - **{{ rate | num }} requests/s saturated the model** (end-to-end p50 {{ e2e_lo | num(1) }}-{{ e2e_hi | num(1) }} s,
   goodput at most {{ goodput_hi | num(2) }} requests/s): with its roofline latencies and the attention term, an
-  8k-token prefill holds a whole engine step for a second or more, stalling the batch's decodes. That is the model's
+  `{{ long_class }}` prompt (the longest, mean {{ long_tokens | num }} tokens) costs the {{ long_group }} model
+  {{ long_prefill_s | num(1) }} s of prefill, which holds its engine steps and stalls the batch's decodes. That is the model's
   figure, not a GPU's; the balance and hit-rate figures do not depend on it. One run a point: the goodput
   differences are within what a single run moves. These runs came before the simulator modelled shared devices
   ([calibration](sim-calibration.md)): their latencies were optimistic by that too.
@@ -155,6 +156,15 @@ def routing_at_scale(results: Path) -> str:
     table_frame = pd.DataFrame(table_rows).sort_values(
         ["NPCs", "strategy"], key=lambda c: c.map(order) if c.name == "strategy" else c)
     first = manifests[0]
+    all_requests = pd.concat([read_requests(sweep / p) for p in points.path])
+    prompt_means = all_requests.groupby("cls").prompt_tokens.mean()
+    long_class = str(prompt_means.idxmax())
+    long_tokens = float(prompt_means.max())
+    long_group = first.mix.classes[long_class].group
+    long_sim = first.stack.groups[long_group].sim
+    assert long_sim is not None, f"the sweep's {long_group} group is not simulated"
+    long_prefill_s = (long_sim.prefill_ms_per_token * long_tokens
+                      + long_sim.prefill_ms_per_token_pair * long_tokens**2 / 2) / 1000
     return render(
         TEMPLATE, notice=SIMULATED_NOTICE, folder=FOLDER, mix=first.mix.name, rate=points["load.rate_rps"].iloc[0],
         npcs=npcs, duration_s=getattr(first.mix.mix.shape, "duration_s", None) or 0, balance=table_frame,
@@ -162,6 +172,9 @@ def routing_at_scale(results: Path) -> str:
         switch_gap_lo=min(switch_medians, default=0), switch_gap_hi=max(switch_medians, default=0),
         switch_gap_min=min_switch if switch_medians else 0,
         stay_gap_lo=min(stay_medians, default=0), stay_gap_hi=max(stay_medians, default=0), long_stays=long_stays,
+        ceiling_npcs=getattr(read_manifest(results / "harness-ceilings" / "harness-plain-p1-sim").mix.mix.shape,
+                             "users", "?"),
+        long_class=long_class, long_tokens=long_tokens, long_group=long_group, long_prefill_s=long_prefill_s,
         ceiling_split_local=ceilings_split(results, "harness-plain-p1-sim"),
         ceiling_split_redis=ceilings_split(results, "harness-plain-redis-sim"),
         heavy_small=ratio[(npcs[0], AFFINITY, "heavy")], heavy_large=ratio[(npcs[-1], AFFINITY, "heavy")],
