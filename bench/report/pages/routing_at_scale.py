@@ -53,15 +53,16 @@ many of them two workers served, the group's prefix-cache hit rate (the workers'
   {{ npcs[1] }} the light group was {{ light_mid | num(2) }} apart: pins follow the order NPCs first speak, and a few
   talkative NPCs weigh more than many quiet ones.
 - **Session affinity bought no prefix-cache hits here.** The hit rates of the two strategies differ by
-  {{ hit_diff_max_points | num(0) }} points at most, in both directions. The GPU mix's shared text is its faction
-  doctrine, which every worker caches under either strategy, and at {{ rate | num }} requests/s over hundreds of NPCs an
-  NPC speaks about once a minute, so its own history is rarely reused.
+  {{ hit_diff_max_points | num(0) }} points at most, {{ hit_directions }}. The GPU mix's shared text is its faction
+  doctrine, which every worker caches under either strategy, and at {{ rate | num }} requests/s over
+  {{ npcs[1] }}-{{ npcs[-1] }} NPCs an NPC speaks every {{ (npcs[1] / rate) | num }}-{{ (npcs[-1] / rate) | num }} s on
+  average, so its own history is rarely reused.
 - **{{ rate | num }} requests/s saturated the model** (end-to-end p50 {{ e2e_lo | num(1) }}-{{ e2e_hi | num(1) }} s,
   goodput at most {{ goodput_hi | num(2) }} requests/s): with its roofline latencies and the attention term, an
   `{{ long_class }}` prompt (the longest, mean {{ long_tokens | num }} tokens) costs the {{ long_group }} model
   {{ long_prefill_s | num(1) }} s of prefill, which holds its engine steps and stalls the batch's decodes. That is the model's
-  figure, not a GPU's; the balance and hit-rate figures do not depend on it. One run a point: the goodput
-  differences are within what a single run moves. These runs came before the simulator modelled shared devices
+  figure, not a GPU's; the balance and hit-rate figures do not depend on it. One run a point, so the goodput
+  differences are not tested against run-to-run noise. These runs came before the simulator modelled shared devices
   ([calibration](sim-calibration.md)): their latencies were optimistic by that too.
 
 ## Where the figures come from
@@ -182,6 +183,8 @@ def routing_at_scale(results: Path) -> str:
         shuffle_heavy_large=ratio[(npcs[-1], "simple-shuffle", "heavy")],
         shuffle_light_large=ratio[(npcs[-1], "simple-shuffle", "light")],
         hit_diff_max_points=float((hits[AFFINITY] - hits["simple-shuffle"]).abs().max() * 100),
+        hit_directions=("in both directions" if (hits[AFFINITY] > hits["simple-shuffle"]).any()
+                        and (hits[AFFINITY] < hits["simple-shuffle"]).any() else "all one way"),
         e2e_lo=points.e2e_p50_s.min(), e2e_hi=points.e2e_p50_s.max(), goodput_hi=points.goodput_rps.max(),
         where=" ".join([provenance([of_manifest(m.run_id, m) for m in manifests]),
                         *sorted({n for m in manifests for n in m.notes if not n.startswith("SIMULATED")})]))

@@ -56,8 +56,13 @@ client's sum over its request records against the workers' `vllm:generation_toke
 
 ## Where the figures come from
 
-`results/calibration-cpu/` and `results/{{ sweep }}/` (how each was made: their pages,
-[calibration](sim-calibration.md) and [routing at scale](routing-at-scale.md)). {{ where }}
+- `results/calibration-cpu/`: `python -m bench run --mix npc-cpu --duration-s 60 --repeats 2 --run-id real
+  --results-dir results/calibration-cpu` on the `cpu` profile, and `--run-id cpu-sim` (later `cpu-sim-shared`,
+  `cpu-sim-shared-b`) on `cpu-sim` (see [calibration](sim-calibration.md)).
+- `results/{{ sweep }}/`: `python -m bench sweep bench/sweeps/gpu-sim-routing-scale.toml` (see
+  [routing at scale](routing-at-scale.md)).
+
+{{ where }}
 """
 
 
