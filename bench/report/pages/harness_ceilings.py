@@ -83,8 +83,9 @@ On the real CPU stack the load generator shares the two cores with four vLLM wor
 `npc-cpu` runs of the calibration ({{ cpu_runs }}), its timers fired late by {{ cpu_lag_p50_lo | num(1) }}-{{
 cpu_lag_p50_hi | num(1) }} ms at the median but {{ cpu_lag_p99_lo | num }}-{{ cpu_lag_p99_hi | num }} ms at p99 (up
 to {{ cpu_lag_max | num(1) }} s), so the CPU stack's tail latencies include up to that much of the bench's own
-lateness. With the same mix on simulated workers ({{ sim_runs }}, the `cpu-sim` profile, whose engine leaves the
-cores nearly free), the p99 was {{ sim_lag_p99_lo | num }}-{{ sim_lag_p99_hi | num }} ms.
+lateness. With the same mix on simulated workers ({{ sim_runs }}, the `cpu-sim` profile, whose simulated workers
+used at most {{ sim_worker_cpu_hi | num(1) }} CPU-s in all a run), the p99 was
+{{ sim_lag_p99_lo | num }}-{{ sim_lag_p99_hi | num }} ms.
 
 ## Where the figures come from
 
@@ -104,6 +105,12 @@ def proxy_ms_per_request(manifest: Manifest) -> float:
     summary = manifest.summary
     assert summary is not None and summary.server is not None, manifest.run_id
     return summary.server.cpu_s["proxy"] * 1000 / summary.all.requests
+
+
+def worker_cpu_s(manifest: Manifest) -> float:
+    """CPU seconds all the run's workers (every stack process but the proxy) used."""
+    assert manifest.summary is not None and manifest.summary.server is not None, manifest.run_id
+    return sum(v for k, v in manifest.summary.server.cpu_s.items() if k != "proxy")
 
 
 def prompt_mean(manifest: Manifest) -> float:
@@ -218,6 +225,7 @@ def harness_ceilings(results: Path) -> str:
         cpu_lag_p50_lo=min(c.loop_lag_p50_ms for c in cpu_lag), cpu_lag_p50_hi=max(c.loop_lag_p50_ms for c in cpu_lag),
         cpu_lag_p99_lo=min(c.loop_lag_p99_ms for c in cpu_lag), cpu_lag_p99_hi=max(c.loop_lag_p99_ms for c in cpu_lag),
         cpu_lag_max=max(c.loop_lag_max_ms for c in cpu_lag) / 1000,
+        sim_worker_cpu_hi=max(worker_cpu_s(m) for m in sim_manifests),
         sim_lag_p99_lo=min(c.loop_lag_p99_ms for c in sim_lag), sim_lag_p99_hi=max(c.loop_lag_p99_ms for c in sim_lag),
         runs_provenance=provenance([of_manifest(n, m) for n, m in manifests.items()]),
         overhead_provenance=provenance([of_overhead(overhead_path, OVERHEAD)]),
