@@ -109,9 +109,10 @@ def routing_at_scale(results: Path) -> str:
     balance, manifests = routing_balance(sweep)
     assert all(m.simulated for m in manifests), f"{sweep}: a run was not simulated, and this page says it is"
     points = sweep_index(sweep)
+    by_path = {path: read_requests(sweep / path) for path in points.path}  # each point's records, read once
     split_rows, switch_medians, stay_medians, long_stays, min_switch = [], [], [], 0, float("inf")
     for point in points.to_dict("records"):
-        requests = read_requests(sweep / point["path"])
+        requests = by_path[point["path"]]
         row: dict[str, object] = {"npcs": point["load.npcs"], "strategy": point[STRATEGY]}
         for group in ("heavy", "light"):
             served = npc_workers(requests, group)
@@ -140,7 +141,7 @@ def routing_at_scale(results: Path) -> str:
     hits = b.pivot_table(index=["npcs", "group"], columns="strategy", values="prefix_cache_hit_rate")
     table_rows = []
     for (n, strategy), part in b.groupby(["npcs", "strategy"], sort=True):
-        requests = read_requests(sweep / part.path.iloc[0])
+        requests = by_path[part.path.iloc[0]]
         cells: dict[str, object] = {"NPCs": n, "strategy": strategy}
         for r in part.itertuples():
             per_worker = requests[requests.group == r.group].groupby("worker").agg(
@@ -157,7 +158,7 @@ def routing_at_scale(results: Path) -> str:
     table_frame = pd.DataFrame(table_rows).sort_values(
         ["NPCs", "strategy"], key=lambda c: c.map(order) if c.name == "strategy" else c)
     first = manifests[0]
-    all_requests = pd.concat([read_requests(sweep / p) for p in points.path])
+    all_requests = pd.concat(list(by_path.values()))
     prompt_means = all_requests.groupby("cls").prompt_tokens.mean()
     long_class = str(prompt_means.idxmax())
     long_tokens = float(prompt_means.max())
