@@ -31,6 +31,8 @@ from locust.stats import PERCENTILES_TO_REPORT, StatsCSV
 
 from bench.client import Direct, send
 from bench.decisions import Cancelled, NpcTick, TickLedger, decision_figures, decisions_by_class
+from bench.load.events import fire_request
+from bench.load.figures import NpcFigures
 from bench.metrics import prefix_cache_hit_rates
 from bench.npc import NPC
 from bench.options import LoadOptions
@@ -53,7 +55,7 @@ from bench.scrape import CPU_METRIC, ServerScraper, Target
 from bench.shapes.tick import TickBurst
 from bench.spec import ResolvedMix, check_fits, direct_worker, load_mix, mix_names
 from bench.summary import memory_trend, summarize
-from bench.webform import add_start_page
+from bench.webform import add_figures_tab, add_start_page
 from serve.process import pid_alive
 from serve.state import NOT_READY, StackState, master_key, now_iso, ready_state
 from serve.supervisor import redis_commands
@@ -66,6 +68,7 @@ LAG_PROBE_S = 0.1
 RECORDS_MESSAGE = "npc_records"  # a Locust worker process's request records, to the master
 FINISH_MESSAGE = "npc_finish"  # the master's word to its workers that the run's shape has ended
 SEND_EVERY_S = 0.5
+NPC_FIGURES_CSV = "locust_npc_figures.csv"  # what Locust's stats no longer count as requests (bench/load/events.py)
 
 
 def cpu_seconds() -> float:
@@ -75,22 +78,6 @@ def cpu_seconds() -> float:
 
 class NoStackError(RuntimeError):
     pass
-
-
-class RequestFailed(Exception):
-    """Shown in Locust's failure table by outcome: error, timeout, tool_invalid."""
-
-
-class SLOMissed(Exception):
-    pass
-
-
-class DeadlineMissed(Exception):
-    pass
-
-
-class FellBack(Exception):
-    """An NPC-tick with no new decision: the NPC ran its cached behaviour."""
 
 
 def mix_choices(argv: list[str]) -> list[str]:
@@ -110,12 +97,6 @@ def _arguments(parser) -> None:
     parser.add_argument("--run-dir", default="", include_in_web_ui=False, help="exact folder for this run")
     parser.add_argument("--skip-html-report", action="store_true", include_in_web_ui=False,
                         help="write Locust's CSVs but not its ~1 MB HTML report (for sample sets kept in git)")
-
-
-@events.init.add_listener
-def _start_page(environment, web_ui=None, **kwargs) -> None:
-    if web_ui is not None:  # the web UI opens on our own form: mix first (bench/webform.py)
-        add_start_page(web_ui, MIXES)
 
 
 class LocustRun:
@@ -142,6 +123,7 @@ class LocustRun:
         self.ledgers: dict[str, TickLedger] = {}  # tick shape: each NPC's ticks
         self.ticks: list[NpcTick] = []  # ... and those closed so far
         self.slots: gevent.lock.BoundedSemaphore | None = None  # tick shape's max_in_flight: the LLM thread pool
+        self.figures = NpcFigures()  # SLO, deadlines, decisions, TTFT, ITL: apart from Locust's request counts
 
     # -- set-up: called from the shape's first tick (which runs before test_start) and from test_start
     def prepare(self, environment) -> None:
@@ -189,6 +171,7 @@ class LocustRun:
             self.processes = environment.parsed_options.processes or 1
             self.background = [gevent.spawn(self._send_loop), gevent.spawn(self._lag_loop)]
             return
+        self.figures.reset()
         if isinstance(environment.runner, MasterRunner):
             self.workers_done = {}
             environment.runner.register_message(RECORDS_MESSAGE, self._received)
@@ -243,6 +226,7 @@ class LocustRun:
         assert self.dir is not None
         self.dir.add(record)
         self.counts[record.outcome] = self.counts.get(record.outcome, 0) + 1
+        self.figures.add_record(record)
 
     # -- several Locust processes (`--processes N`): workers send their records to the master, which keeps the run
     def _send_loop(self) -> None:
@@ -341,42 +325,18 @@ class LocustRun:
             return
         self.ticks.extend(ticks)
         period_ms = 1000 / self.mix.mix.shape.tick_hz if isinstance(self.mix.mix.shape, TickBurst) else 0.0
-        for t in ticks:  # Locust's DECISION rows per class and outcome: response time is the decision's age;
-            # fallback ticks are failures; a tick that sent nothing (`skip`) is "no request"
-            events.request.fire(request_type="DECISION", name=f"{t.cls or 'no request'}: {t.decision}",
-                                response_time=t.staleness * period_ms,
-                                response_length=0, context={},
-                                exception=FellBack("fallback behaviour ran") if t.decision == "fallback" else None)
+        self.figures.add_ticks(ticks, period_ms)
 
     def record(self, record: RequestRecord) -> None:
-        """Keep a request's record (a Locust worker process sends it to the master) and show it in Locust's stats."""
+        """Keep a request's record (a Locust worker process sends it to the master, which adds it to the NPC
+        figures) and count it in Locust's request stats."""
         if self.runner is not None:
             self.outbox.append(record)
         elif self.dir is None:
             return
         else:
             self._keep(record)
-        fire = events.request.fire
-        ms = record.e2e_s * 1000
-        failed = record.outcome in ("error", "timeout", "tool_invalid")
-        fire(request_type="stream" if record.ttft_s is not None or record.outcome == "interrupted" else "chat",
-             name=record.cls, response_time=ms, response_length=record.output_tokens, context={},
-             exception=RequestFailed(f"{record.outcome}: {record.error}") if failed else None)
-        if record.ttft_s is not None:
-            fire(request_type="TTFT", name=record.cls, response_time=record.ttft_s * 1000, response_length=0,
-                 context={}, exception=None)
-        if record.itl_s is not None:
-            fire(request_type="ITL", name=record.cls, response_time=record.itl_s * 1000, response_length=0,
-                 context={}, exception=None)
-        if record.outcome == "interrupted":
-            fire(request_type="INTERRUPTED", name=record.cls, response_time=ms, response_length=record.output_tokens,
-                 context={}, exception=None)
-        elif not failed:
-            fire(request_type="SLO", name=record.cls, response_time=ms, response_length=0, context={},
-                 exception=None if record.slo_met else SLOMissed("SLO missed"))
-        if record.deadline_missed is not None:
-            fire(request_type="DEADLINE", name=record.cls, response_time=ms, response_length=0, context={},
-                 exception=DeadlineMissed("missed its tick") if record.deadline_missed else None)
+        fire_request(record)
 
     # -- tear-down
     def stop(self, environment) -> None:
@@ -444,12 +404,26 @@ class LocustRun:
             with open(run_dir.path / name, "w", newline="") as f:
                 write(csv.writer(f))
             run_dir.manifest.files[name.removesuffix(".csv")] = name
+        (run_dir.path / NPC_FIGURES_CSV).write_text(self.figures.csv_text())
+        run_dir.manifest.files[NPC_FIGURES_CSV.removesuffix(".csv")] = NPC_FIGURES_CSV
         if not environment.parsed_options.skip_html_report:
             (run_dir.path / "locust_report.html").write_text(get_html_report(environment, show_download_link=False))
             run_dir.manifest.files["locust_report"] = "locust_report.html"
 
 
 RUN = LocustRun()
+
+
+@events.init.add_listener
+def _web_pages(environment, web_ui=None, **kwargs) -> None:
+    if web_ui is not None:  # the web UI opens on our own form: mix first; the NPC figures get a tab (bench/webform.py)
+        add_start_page(web_ui, MIXES)
+        add_figures_tab(web_ui, lambda: RUN.figures.tab_rows(), lambda: RUN.figures.csv_text())
+
+
+@events.reset_stats.add_listener
+def _reset_figures(**kwargs) -> None:  # Locust's "Reset stats" resets the NPC figures too
+    RUN.figures.reset()
 
 
 @events.test_start.add_listener

@@ -7,6 +7,7 @@ from __future__ import annotations
 import subprocess
 import sys
 
+import pandas as pd
 import pytest
 
 from bench.rundir import read_manifest, read_requests, read_ticks
@@ -60,6 +61,18 @@ def test_tick_policies_keep_one_request_per_npc_in_flight(fake_stack, tmp_path, 
     for _, npc in requests.sort_values("t_start").groupby("npc_id"):  # never two of one NPC's requests at once
         ends = (npc.t_start + npc.e2e_s).to_numpy()
         assert (npc.t_start.to_numpy()[1:] >= ends[:-1] - 0.05).all()
+    # Locust counts requests only: its total is the requests sent, and no SLO miss, late tick or fallback is a
+    # failed request there; those are NPC figures, in a file of their own.
+    locust = pd.read_csv(tmp_path / "results" / policy / "locust_stats.csv")
+    total = locust[locust.Name == "Aggregated"].iloc[0]
+    assert set(locust.Type.dropna()) <= {"chat", "stream"}
+    assert total["Request Count"] == len(requests) and total["Failure Count"] == 0
+    figures = pd.read_csv(tmp_path / "results" / policy / "locust_npc_figures.csv")
+    fallbacks = figures[(figures.kind == "DECISION") & (figures.decision == "fallback")]
+    assert fallbacks["count"].sum() == fallbacks.misses.sum() == (ticks.decision == "fallback").sum() > 0
+    slo = figures[figures.kind == "SLO"]
+    judged = ~requests.outcome.isin(["error", "timeout", "tool_invalid", "interrupted"])
+    assert slo["count"].sum() == judged.sum() and slo.misses.sum() == (judged & ~requests.slo_met).sum()
     if policy == "skip":
         assert decisions.skipped > 0 and decisions.cancelled == 0 and "cancelled" not in set(requests.outcome)
     else:

@@ -28,7 +28,7 @@ from bench.errors import MixError
 from bench.options import LoadOptions
 from bench.rundir import read_manifest
 from bench.spec import mix_names
-from bench.webform import CHARTS_URL, START_PATH, add_start_page, options_from_form
+from bench.webform import CHARTS_URL, FIGURES_PATH, FIGURES_TAB, START_PATH, add_start_page, options_from_form
 from serve.spec import load_profile
 from serve.state import state_path
 
@@ -205,7 +205,17 @@ def test_bench_ui_runs_the_mix_started_from_its_form(fake_stack, tmp_path) -> No
         assert done, "the run started from the form wrote no complete results folder"
         mix = read_manifest(done[0]).mix
         assert mix.name == "ambient" and mix.mix.shape.npcs == 2 and mix.mix.shape.policy == "skip"
-        assert read_manifest(done[0]).summary.all.requests > 0
+        summary = read_manifest(done[0]).summary
+        assert summary.all.requests > 0
+        # Locust's header and Requests table count the requests, and nothing else; the NPC figures have a tab.
+        shown = httpx.get(base + "/stats/requests", timeout=10).json()
+        assert {row["method"] for row in shown["stats"]} == {"chat", ""}  # "" is Locust's Aggregated row
+        assert shown["stats"][-1]["num_requests"] == summary.all.requests and shown["fail_ratio"] == 0
+        tab = next(t["data"] for t in shown["extended_stats"] if t["key"] == FIGURES_TAB)
+        assert tab == httpx.get(base + FIGURES_PATH, timeout=10).json()
+        figures = {row["figure"]: row for row in tab}
+        assert figures["requests within their class's SLO"]["count"] == summary.all.requests
+        assert sum(row["count"] for row in tab if row["figure"].startswith("NPC-ticks")) == summary.decisions.npc_ticks
 
 
 CHROMIUM = next(filter(None, map(shutil.which, ("chromium", "chromium-browser", "google-chrome"))), None)
