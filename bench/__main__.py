@@ -15,8 +15,6 @@
 from __future__ import annotations
 
 import argparse
-import signal
-import subprocess
 import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -25,6 +23,7 @@ import pandas as pd
 from pydantic import ValidationError
 
 from bench.analysis import sweep_index
+from bench.load.child import run_until_done, stop_budget_s, stop_timeout_s
 from bench.options import LoadOptions
 from bench.records import lock_mismatch
 from bench.rundir import DIRTY_TREE_NOTE, git_info, labelled_run_id, new_run_id, read_manifest, read_requests
@@ -74,7 +73,7 @@ SINGLE_PROCESS_SHAPES = ("tick", "trace")
 def locust_args(args: argparse.Namespace, request_timeout_s: float) -> list[str]:
     # --stop-timeout: at the end, requests in flight finish and are recorded instead of being cut off.
     return [sys.executable, "-m", "locust", "-f", str(LOCUSTFILE), *LoadOptions.from_args(args).argv(),
-            "--stop-timeout", f"{int(request_timeout_s) + 10}s"]
+            "--stop-timeout", f"{stop_timeout_s(request_timeout_s)}s"]
 
 
 def cmd_run(args: argparse.Namespace) -> int:
@@ -117,42 +116,12 @@ def run_once(args: argparse.Namespace, state, mix, run_dir: Path) -> int:
         command += ["--processes", str(args.processes)]
     if args.no_html_report:
         command.append("--skip-html-report")
-    code = run_until_done(command)
+    code = run_until_done(command, stop_budget_s(state.spec.proxy.timeout_s))
     if not (run_dir / "manifest.json").exists():
         return fail(f"locust exited with code {code} before the run started; see its output above", 1)
     manifest = read_manifest(run_dir)
     print_summary(run_dir)
     return {"complete": 0, "interrupted": 130}.get(manifest.status, 1)
-
-
-def run_until_done(command: list[str]) -> int:
-    """Run Locust in its own session and wait for it. Ctrl-C here is passed on once, so it stops the load, writes
-    what was measured and marks the run interrupted (a second SIGINT could cut that short). SIGTERM (a service
-    manager, `kill`) is passed on as SIGINT too: Locust's own SIGTERM handler shuts down twice, once in the
-    handler and once when its runner ends, and exits before the run's folder is written. Either way Locust is
-    not left running without us."""
-    process = subprocess.Popen(command, start_new_session=True)
-
-    def terminate(signum, frame) -> None:
-        print("\nterminated: stopping the load and writing what was measured ...", file=sys.stderr, flush=True)
-        process.send_signal(signal.SIGINT)
-
-    previous = signal.signal(signal.SIGTERM, terminate)
-    interrupted = False
-    try:
-        while True:
-            try:
-                return process.wait()
-            except KeyboardInterrupt:
-                if interrupted:
-                    print("still writing the results; wait a moment", file=sys.stderr, flush=True)
-                else:
-                    print("\ninterrupted: stopping the load and writing what was measured ...", file=sys.stderr,
-                          flush=True)
-                    process.send_signal(signal.SIGINT)
-                    interrupted = True
-    finally:
-        signal.signal(signal.SIGTERM, previous)
 
 
 def cmd_ui(args: argparse.Namespace) -> int:
@@ -163,7 +132,7 @@ def cmd_ui(args: argparse.Namespace) -> int:
           f"stack: {state.base_url}); Ctrl-C stops it", flush=True)
     command = [*locust_args(args, state.spec.proxy.timeout_s), "--web-host", args.web_host, "--web-port", str(args.web_port),
                "--host", state.base_url]
-    return run_until_done(command)
+    return run_until_done(command, stop_budget_s(state.spec.proxy.timeout_s))
 
 
 def print_summary(run_dir: Path) -> None:
