@@ -20,6 +20,7 @@ import time
 from pathlib import Path
 
 import gevent
+import gevent.event
 import gevent.lock
 import gevent.pool
 import openai
@@ -31,6 +32,7 @@ from locust.stats import PERCENTILES_TO_REPORT, StatsCSV
 
 from bench.client import Direct, send
 from bench.decisions import Cancelled, NpcTick, TickLedger, decision_figures, decisions_by_class
+from bench.load.child import stop_budget_s
 from bench.load.events import fire_request
 from bench.load.figures import NpcFigures
 from bench.metrics import prefix_cache_hit_rates
@@ -124,6 +126,10 @@ class LocustRun:
         self.ticks: list[NpcTick] = []  # ... and those closed so far
         self.slots: gevent.lock.BoundedSemaphore | None = None  # tick shape's max_in_flight: the LLM thread pool
         self.figures = NpcFigures()  # SLO, deadlines, decisions, TTFT, ITL: apart from Locust's request counts
+        self.closed_down = gevent.event.Event()  # clear while stop() writes the run's folder
+        self.closed_down.set()
+        self.opened = False  # start() has finished opening this run (its folder, scraper and loops)
+        self.redis_at_start: int | None = None
 
     # -- set-up: called from the shape's first tick (which runs before test_start) and from test_start
     def prepare(self, environment) -> None:
@@ -152,6 +158,7 @@ class LocustRun:
         self.weight_sum = sum(mix.mix.weights[name] for name in self.class_names)
         self.shape_finished = False
         self.stack_lost = None
+        self.opened = False
         shape = mix.mix.shape
         cap = shape.max_in_flight if isinstance(shape, TickBurst) else None
         self.slots = gevent.lock.BoundedSemaphore(cap) if cap else None
@@ -163,6 +170,11 @@ class LocustRun:
         self.prepared = True
 
     def start(self, environment) -> None:
+        self.opened = False
+        self._open(environment)
+        self.opened = True
+
+    def _open(self, environment) -> None:
         self.prepare(environment)
         self.cpu_at_start, self.loop_lags = cpu_seconds(), list[float]()
         if isinstance(environment.runner, WorkerRunner):  # one of several Locust processes: the master keeps the run
@@ -340,9 +352,27 @@ class LocustRun:
 
     # -- tear-down
     def stop(self, environment) -> None:
-        run_dir = self.dir
-        if run_dir is None and self.runner is None:
+        if self.dir is None and self.runner is None:
             return
+        if not self.opened and self.dir is not None:  # stopped (its greenlet killed) while start() was opening it
+            self.dir.manifest.notes.append("the run was stopped while it was starting: nothing was measured")
+            self.dir.close("interrupted")
+            self.dir, self.prepared = None, False
+            return
+        self.closed_down.clear()
+        try:
+            self._close(environment)
+        finally:
+            self.closed_down.set()
+
+    def wait_closed(self) -> None:
+        """Until a stop() under way has written the run's folder. Locust quits by killing its runner's greenlets,
+        and a run whose shape has just ended is closed in one of them: killed there, its folder stayed `running`."""
+        if not self.closed_down.is_set():
+            self.closed_down.wait(stop_budget_s(self.stack.spec.proxy.timeout_s))
+
+    def _close(self, environment) -> None:
+        run_dir = self.dir
         self.inflight.join(timeout=self.stack.spec.proxy.timeout_s)  # open-loop requests still in flight
         self.inflight.kill()
         if self.runner is not None:  # a worker process: its last records go to the master, which keeps the run
@@ -436,6 +466,11 @@ def _test_stop(environment, **kwargs) -> None:
     RUN.stop(environment)
 
 
+@events.quitting.add_listener
+def _quitting(environment, **kwargs) -> None:
+    RUN.wait_closed()
+
+
 class MixShape(LoadTestShape):
     """Delegates to the mix's shape (bench/shapes.py); the mix is chosen with --mix, also in the web UI."""
 
@@ -447,6 +482,10 @@ class MixShape(LoadTestShape):
         # The run's own clock, which the pacers share: Locust's starts before prepare() has loaded the mix and
         # counted its prompts (seconds, with a tokenizer), and would end a short run before its NPCs had started.
         users_and_rate = RUN.mix.mix.shape.users_at(time.time() - RUN.t0)
+        if users_and_rate is None and not RUN.opened:
+            # Locust fires test_start in its spawning greenlet, which ending the shape kills: a short run on a slow
+            # stack ended inside its start, leaving no folder or a broken one. It ends once its start is done.
+            users_and_rate = RUN.mix.mix.shape.users_at(0.0)
         if users_and_rate is None:
             RUN.shape_finished = True
         return users_and_rate

@@ -111,3 +111,15 @@ def test_a_trace_replay_sends_what_the_trace_says_and_exports_back(fake_stack, t
     again = [json.loads(line) for line in out.read_text().splitlines()]
     assert sorted((e["npc_id"], e["prompt_tokens"], e["output_tokens"]) for e in again) == sorted(
         (e["npc_id"], e["prompt_tokens"], e["output_tokens"]) for e in events)
+
+
+def test_a_run_whose_shape_ends_before_its_start_is_done_still_closes_its_folder(fake_stack, tmp_path) -> None:
+    """Locust fires test_stop from the shape's greenlet while test_start's listener may still be scraping the stack's
+    first counters (slow /metrics here: longer than the whole run). The run waits for its start before it closes."""
+    for worker in fake_stack.values():
+        worker.metrics_delay_s = 1.0  # five targets: the first reading takes longer than the 2-s run
+    result = subprocess.run([sys.executable, "-m", "bench", "run", "--mix", "ambient", "--npcs", "1", "--duration-s", "2",
+                             "--results-dir", str(tmp_path / "results"), "--run-id", "short", "--no-html-report",
+                             "--scrape-interval-s", "1"], capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert read_manifest(tmp_path / "results" / "short").status == "complete"
