@@ -5,7 +5,10 @@
       requests.jsonl       one RequestRecord per line, appended and flushed as each request ends
       server_metrics.csv   every worker's and the proxy's /metrics, scraped every few seconds (long format)
       ticks.csv            tick shape: one row per NPC-tick, its decision (fresh, late, fallback) and staleness
-      locust_stats.csv, locust_failures.csv, locust_exceptions.csv, locust_report.html   Locust's own
+      locust_stats.csv, locust_failures.csv, locust_exceptions.csv, locust_report.html   Locust's own: real
+                           requests only (`chat`/`stream` rows per class; folders before 2026-12 also held the rows below)
+      locust_npc_figures.csv   what is not a request: TTFT, ITL, SLO, DEADLINE, INTERRUPTED and
+                           DECISION rows, one a kind and class (bench/load/figures.py)
       report.html          the run as one page (`python -m bench report`, bench/report/html.py), drawn as the run ends
 """
 

@@ -6,15 +6,21 @@ load options first (mix, tick policy, NPCs, duration, rate), says that the mix's
 starts the run as Locust's /swarm starts a shape test: the options into `parsed_options`, then
 `runner.start_shape()`. Then it sends the person to Locust's own charts. Until a run has started, Locust's `/`
 sends here. It is served by Locust's own Flask app (`environment.web_ui.app`), from the locustfile's init listener.
+
+Locust's own stats count real requests only (bench/load/events.py); the NPC figures (TTFT, ITL, SLO, deadlines,
+tick decisions: bench/load/figures.py) get a tab of their own, "NPC figures", through Locust's extension points:
+`extendedTabs` and `extendedTables` in its template arguments, and `extended_stats` added to its `/stats/requests`
+answer.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import json
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from flask import redirect, render_template_string, request
+from flask import Response, jsonify, redirect, render_template_string, request
 from pydantic import ValidationError
 
 from bench.errors import MixError
@@ -25,6 +31,10 @@ from serve.common import error_lines
 START_PATH = "/npc"
 CHARTS_URL = "/?tab=charts"  # Locust's own page, on its Charts tab
 RUNNING_STATES = ("spawning", "running", "cleanup", "stopping")  # Locust's runner states while a test is on
+FIGURES_TAB = "npc-figures"  # its key: Locust's page opens it as /?tab=npc-figures
+FIGURES_PATH = "/npc/figures"  # the tab's rows as JSON; + ".csv": the figures as a run writes them
+FIGURES_COLUMNS = {"figure": "Figure", "cls": "Class", "count": "Count", "share": "Share", "median": "Median (ms)",
+                   "p95": "95%ile (ms)", "max": "Max (ms)"}
 
 
 @dataclass
@@ -117,6 +127,30 @@ def add_start_page(web_ui, mix_names: list[str]) -> None:
                                       mix=current.mix, host=environment.host, charts=CHARTS_URL,
                                       policies=LoadOptions.TICK_POLICIES, help=FIELD_HELP)
         return page, 400 if error and request.method == "POST" else 200
+
+
+def add_figures_tab(web_ui, rows: Callable[[], list[dict[str, Any]]], csv_text: Callable[[], str]) -> None:
+    """The "NPC figures" tab on Locust's page, beside its Requests tab: `rows()` live, every time Locust polls."""
+    web_ui.template_args.update(
+        extendedTabs=[{"title": "NPC figures", "key": FIGURES_TAB}],
+        extendedTables=[{"key": FIGURES_TAB, "structure": [{"key": k, "title": t} for k, t in FIGURES_COLUMNS.items()]}],
+        extendedCsvFiles=[{"href": FIGURES_PATH + ".csv", "title": "Download NPC figures CSV (SLO, deadlines, "
+                           "decisions, TTFT, ITL)"}])
+
+    @web_ui.app.after_request
+    def _with_figures(response: Response) -> Response:
+        if request.path == "/stats/requests" and response.is_json:
+            response.set_data(json.dumps({**response.get_json(), "extended_stats": [{"key": FIGURES_TAB, "data": rows()}]}))
+        return response
+
+    @web_ui.app.route(FIGURES_PATH)
+    def figures():
+        return jsonify(rows())
+
+    @web_ui.app.route(FIGURES_PATH + ".csv")
+    def figures_csv():
+        return Response(csv_text(), mimetype="text/csv",
+                        headers={"Content-Disposition": "attachment; filename=npc_figures.csv"})
 
 
 FIELD_HELP = {name: field.description for name, field in LoadOptions.model_fields.items()}

@@ -13,7 +13,7 @@ from serve.process import Managed, log_tail, pid_alive, port_is_free, process_tr
 from serve.provision import is_provisioned
 from serve.proxy import proxy_process
 from serve.render import VLLM
-from serve.settings import settings
+from serve.settings import Settings, settings
 from serve.spec import (
     GroupSpec,
     ModelSpec,
@@ -24,14 +24,16 @@ from serve.spec import (
     apply_overrides,
     load_profile,
     parse_spec,
+    profile_names,
 )
 from serve.state import NOT_READY, StackState, master_key, ready_state, running_state
 from serve.supervisor import redis_commands
 from serve.tasks import STAMP_NAME
 
 __all__ = [
-    "NOT_READY", "REPO_ROOT", "STAMP_NAME", "VLLM", "Gpu", "GroupSpec", "Managed", "ModelSpec", "ProxySpec", "SimLatency",
-    "SpecError", "StackSpec", "StackState", "apply_overrides", "batched_tokens", "gpu_inventory", "is_provisioned",
-    "kv_blocks", "load_profile", "log_tail", "master_key", "parse_spec", "pid_alive", "plan_worker", "port_is_free", "portable",
-    "process_tree", "proxy_process", "ready_state", "redis_commands", "running_state", "settings",
+    "Gpu", "GroupSpec", "Managed", "ModelSpec", "NOT_READY", "ProxySpec", "REPO_ROOT", "STAMP_NAME", "Settings",
+    "SimLatency", "SpecError", "StackSpec", "StackState", "VLLM", "apply_overrides", "batched_tokens",
+    "gpu_inventory", "is_provisioned", "kv_blocks", "load_profile", "log_tail", "master_key", "parse_spec",
+    "pid_alive", "plan_worker", "port_is_free", "portable", "process_tree", "profile_names", "proxy_process",
+    "ready_state", "redis_commands", "running_state", "settings",
 ]

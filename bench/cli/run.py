@@ -13,7 +13,8 @@ import sys
 from pathlib import Path
 
 from bench.cli import CommandError, add_run_id
-from bench.cli._stack import locust_args, run_until_done, validate
+from bench.cli._stack import locust_args, validate
+from bench.load.child import run_until_done, stop_budget_s
 from bench.options import LoadOptions
 from bench.report.console import print_summary
 from bench.report.html import report_after_run
@@ -77,7 +78,7 @@ def run_once(args: argparse.Namespace, state: StackState, mix: ResolvedMix, run_
         command += ["--processes", str(args.processes)]
     if args.no_html_report:
         command.append("--skip-html-report")
-    code = run_until_done(command)
+    code = run_until_done(command, stop_budget_s(state.spec.proxy.timeout_s))
     if not (run_dir / "manifest.json").exists():
         raise CommandError(f"locust exited with code {code} before the run started; see its output above", 1)
     manifest = read_manifest(run_dir)

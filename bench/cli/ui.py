@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import argparse
 
-from bench.cli._stack import locust_args, ready_stack, run_until_done
+from bench.cli._stack import locust_args, ready_stack
+from bench.load.child import run_until_done, stop_budget_s
 from bench.options import LoadOptions
 
 ORDER = 2
@@ -25,4 +26,4 @@ def run(args: argparse.Namespace) -> int:
           f"charts; stack: {state.base_url}); Ctrl-C stops it", flush=True)
     command = [*locust_args(args, state.spec.proxy.timeout_s), "--web-host", args.web_host, "--web-port",
                str(args.web_port), "--host", state.base_url]
-    return run_until_done(command)
+    return run_until_done(command, stop_budget_s(state.spec.proxy.timeout_s))

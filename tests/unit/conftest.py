@@ -12,6 +12,18 @@ from serve.state import ProcessState, StackState, WorkerState, write_state
 from tests.unit.fake_server import FakeServer, FakeWorker
 
 
+class FakeStack(dict[str, FakeWorker]):
+    """The fake workers by name; `stop()` takes the stack down (its servers stop answering)."""
+
+    def __init__(self, workers: dict[str, FakeWorker], servers: list[FakeServer]) -> None:
+        super().__init__(workers)
+        self.servers = servers
+
+    def stop(self) -> None:
+        for server in self.servers:
+            server.stop()
+
+
 @pytest.fixture
 def fake_stack(tmp_path, monkeypatch):
     """A ready stack whose proxy and four workers are fake servers, with this test as its 'supervisor'."""
@@ -28,6 +40,6 @@ def fake_stack(tmp_path, monkeypatch):
         proxy=ProcessState(name="proxy", url=fakes["proxy"].url),
         workers=[WorkerState(name=w.name, group=w.group, model=spec.model_of(w).hf_id, url=fakes[w.name].url)
                  for w in spec.workers]))
-    yield fakes
-    for server in servers.values():
-        server.stop()
+    stack = FakeStack(fakes, list(servers.values()))
+    yield stack
+    stack.stop()

@@ -12,6 +12,8 @@ import serve
 from serve.paths import REPO_ROOT
 
 BENCH_MAY_IMPORT = {"serve", "serve.common"}
+# The CLI reference documents `python -m serve`'s own flags, which only its parser knows.
+DOCUMENTS_SERVE_CLI = {("bench/report/pages/reference_cli.py", "serve.__main__")}
 
 
 def imported_modules(path: Path) -> list[tuple[int, str, list[str]]]:
@@ -32,6 +34,8 @@ def sources(package: str) -> list[Path]:
 @pytest.mark.parametrize("path", sources("bench"), ids=lambda p: str(p.relative_to(REPO_ROOT)))
 def test_bench_imports_only_serves_public_surface(path: Path) -> None:
     for line, module, names in imported_modules(path):
+        if (str(path.relative_to(REPO_ROOT)), module) in DOCUMENTS_SERVE_CLI:
+            continue
         if module == "serve" or module.startswith("serve."):
             assert module in BENCH_MAY_IMPORT, (f"{path.relative_to(REPO_ROOT)}:{line} imports {module}; import it "
                                                 "from `serve` (add it to serve/__init__.py if it belongs to the surface)")

@@ -7,6 +7,7 @@ from __future__ import annotations
 import subprocess
 import sys
 
+import pandas as pd
 import pytest
 
 from bench.rundir import read_manifest, read_requests, read_ticks
@@ -62,6 +63,18 @@ def test_tick_policies_keep_one_request_per_npc_in_flight(fake_stack, tmp_path, 
     for _, npc in requests.sort_values("t_start").groupby("npc_id"):  # never two of one NPC's requests at once
         ends = (npc.t_start + npc.e2e_s).to_numpy()
         assert (npc.t_start.to_numpy()[1:] >= ends[:-1] - 0.05).all()
+    # Locust counts requests only: its total is the requests sent, and no SLO miss, late tick or fallback is a
+    # failed request there; those are NPC figures, in a file of their own.
+    locust = pd.read_csv(tmp_path / "results" / policy / "locust_stats.csv")
+    total = locust[locust.Name == "Aggregated"].iloc[0]
+    assert set(locust.Type.dropna()) <= {"chat", "stream"}
+    assert total["Request Count"] == len(requests) and total["Failure Count"] == 0
+    figures = pd.read_csv(tmp_path / "results" / policy / "locust_npc_figures.csv")
+    fallbacks = figures[(figures.kind == "DECISION") & (figures.decision == "fallback")]
+    assert fallbacks["count"].sum() == fallbacks.misses.sum() == (ticks.decision == "fallback").sum() > 0
+    slo = figures[figures.kind == "SLO"]
+    judged = ~requests.outcome.isin(["error", "timeout", "tool_invalid", "interrupted"])
+    assert slo["count"].sum() == judged.sum() and slo.misses.sum() == (judged & ~requests.slo_met).sum()
     if policy == "skip":
         assert decisions.skipped > 0 and decisions.cancelled == 0 and "cancelled" not in set(requests.outcome)
     else:
@@ -100,3 +113,15 @@ def test_a_trace_replay_sends_what_the_trace_says_and_exports_back(fake_stack, t
     again = [json.loads(line) for line in out.read_text().splitlines()]
     assert sorted((e["npc_id"], e["prompt_tokens"], e["output_tokens"]) for e in again) == sorted(
         (e["npc_id"], e["prompt_tokens"], e["output_tokens"]) for e in events)
+
+
+def test_a_run_whose_shape_ends_before_its_start_is_done_still_closes_its_folder(fake_stack, tmp_path) -> None:
+    """Locust fires test_stop from the shape's greenlet while test_start's listener may still be scraping the stack's
+    first counters (slow /metrics here: longer than the whole run). The run waits for its start before it closes."""
+    for worker in fake_stack.values():
+        worker.metrics_delay_s = 1.0  # five targets: the first reading takes longer than the 2-s run
+    result = subprocess.run([sys.executable, "-m", "bench", "run", "--mix", "ambient", "--npcs", "1", "--duration-s", "2",
+                             "--results-dir", str(tmp_path / "results"), "--run-id", "short", "--no-html-report",
+                             "--scrape-interval-s", "1"], capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert read_manifest(tmp_path / "results" / "short").status == "complete"

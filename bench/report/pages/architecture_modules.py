@@ -8,7 +8,7 @@ from pathlib import Path
 
 from bench.report.pages import page
 from bench.report.schema import cell
-from serve.paths import REPO_ROOT
+from serve import REPO_ROOT
 
 PACKAGES = ("serve", "bench")
 

@@ -12,7 +12,7 @@ from bench.compare import ALL, Subject, compare, interval, load_subjects
 from bench.records import Manifest
 from bench.report.pages import measured, page, render, sweep_manifests
 from bench.stats import Interval
-from serve.spec import load_profile
+from serve import load_profile
 
 SWEEP, SINGLE = "sweep-cpu-defaults-repeats", "sweep-cpu-defaults"
 FIGURES = ["output_tps", "goodput_rps", "ttft_p95_s", "e2e_p50_s"]

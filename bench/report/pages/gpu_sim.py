@@ -11,7 +11,7 @@ from bench.analysis import sweep_index
 from bench.report.pages import page, render
 from bench.report.pages.scale_provenance import SIMULATED_NOTICE, of_run, provenance
 from bench.rundir import read_manifest, read_requests
-from serve.gpu import plan_worker
+from serve import plan_worker
 
 FOLDER = "sweep-gpu-sim-routing-scale"
 BYTES_PER_GB = 1e9

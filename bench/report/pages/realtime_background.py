@@ -9,7 +9,7 @@ import pandas as pd
 from bench.compare import Subject, compare, load_subjects
 from bench.report.pages import measured, page, render
 from bench.stats import Interval
-from serve.spec import load_profile, profile_names
+from serve import load_profile, profile_names
 
 SWEEP, FIRST_PASS = "sweep-cpu-priority-repeats", "sweep-cpu-priority"
 POLICY = "serve.groups.heavy.scheduling_policy"

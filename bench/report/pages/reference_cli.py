@@ -12,7 +12,7 @@ from pathlib import Path
 
 from bench.report.pages import page
 from bench.report.schema import cell
-from serve.paths import REPO_ROOT
+from serve import REPO_ROOT
 
 INTRO = """# Command-line reference
 
@@ -112,7 +112,7 @@ def tasks_section() -> str:
 
 def settings_section() -> str:
     """The NPCBENCH_* variables, from serve/settings.py's model (the ones a person sets: those with a description)."""
-    from serve.settings import Settings
+    from serve import Settings
 
     rows = ["## Environment variables", "",
             "Read in one place, `serve/settings.py`: a command-line flag wins over its variable, and the variable over "

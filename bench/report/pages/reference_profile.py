@@ -7,7 +7,7 @@ from pathlib import Path
 
 from bench.report.pages import page
 from bench.report.schema import cell, docstring, fields_table, toml_tables
-from serve.spec import StackSpec, load_profile, profile_names
+from serve import StackSpec, load_profile, profile_names
 
 INTRO = """# Stack spec (profile) reference
 

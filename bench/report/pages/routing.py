@@ -9,7 +9,7 @@ import pandas as pd
 from bench.compare import ALL, Subject, by_load, compare, interval, load_subjects
 from bench.report.pages import measured, page, render
 from bench.stats import Interval
-from serve.spec import ProxySpec
+from serve import ProxySpec
 
 SWEEP = "sweep-cpu-routing-repeats"
 STRATEGY = "serve.proxy.routing_strategy"

@@ -14,7 +14,7 @@ from bench.records import Manifest
 from bench.report.pages import page, render
 from bench.report.pages.scale_provenance import Recorded, of_manifest, provenance
 from bench.rundir import read_manifest
-from serve.gpu import batched_tokens
+from serve import batched_tokens
 
 FOLDER = "calibration-cpu"
 REAL = ["real-r0", "real-r1"]
