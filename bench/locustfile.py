@@ -22,14 +22,13 @@ from pathlib import Path
 import gevent
 import gevent.lock
 import gevent.pool
-import openai
 import pandas as pd
 from locust import LoadTestShape, User, events, task
 from locust.html import get_html_report
 from locust.runners import MasterRunner, WorkerRunner
 from locust.stats import PERCENTILES_TO_REPORT, StatsCSV
 
-from bench.client import Direct, send
+from bench.client import Direct, connect, send
 from bench.decisions import Cancelled, NpcTick, TickLedger, decision_figures, decisions_by_class
 from bench.fit import check_fits
 from bench.metrics import prefix_cache_hit_rates
@@ -160,8 +159,7 @@ class LocustRun:
             worker = direct_worker(mix, stack.workers, options.direct)
             self.direct = Direct(worker.name, worker.model)
             base_url, api_key = worker.url + "/v1", "none"
-        self.client = openai.OpenAI(base_url=base_url, api_key=api_key, max_retries=0,
-                                    timeout=stack.spec.proxy.timeout_s + 10)
+        self.client = connect(options.client, base_url, api_key, timeout_s=stack.spec.proxy.timeout_s + 10)
         # LiteLLM takes a top-level `priority` for its own proxy-side scheduler, so it is only sent when the
         # group's workers schedule by priority, where it is what the operator asked for.
         self.priority_groups = {name for name, group in stack.spec.groups.items() if group.scheduling_policy == "priority"}
@@ -198,7 +196,7 @@ class LocustRun:
         workers = {w.name: w.url for w in self.stack.workers}
         manifest = Manifest(
             run_id=run_id, status="running", started_at=now_iso(), mix=self.mix,
-            endpoints={"proxy": self.stack.base_url, **workers}, kv_cache=worker_cache_config(workers),
+            endpoints={"proxy": self.stack.base_url, **workers}, client=options.client, kv_cache=worker_cache_config(workers),
             startup=worker_startup({w.name: w.log for w in self.stack.workers if not w.external}),
             **dict(provenance(self.stack.spec, workers)),
         )
