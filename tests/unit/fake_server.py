@@ -30,11 +30,13 @@ class FakeWorker:
     count_late_s: float = 0.0  # count a plain reply's tokens this long after the response, as vLLM can
     metrics_delay_s: float = 0.0  # answer /metrics this late, as a worker busy with a prefill does
     token_gap_s: float = 0.01  # between streamed tokens
+    reply_delay_s: float = 0.0  # before the response's headers, as a queued or prefilling request waits
     counters: dict[str, float] = field(default_factory=lambda: {
         "vllm:prompt_tokens_total": 0.0, "vllm:generation_tokens_total": 0.0, "vllm:request_success_total": 0.0,
         "vllm:prefix_cache_queries_total": 0.0, "vllm:prefix_cache_hits_total": 0.0})
     streams: int = 0  # streams begun
     disconnected: int = 0  # streams the client closed before their end
+    bodies: list[dict] = field(default_factory=list)  # every chat request's body, as received
     url: str = ""
 
     def count(self, prompt_tokens: int, output_tokens: int, finished: bool) -> None:
@@ -68,6 +70,8 @@ def app_for(worker: FakeWorker) -> FastAPI:
         if worker.fail_with:
             return JSONResponse({"error": {"message": "fake failure", "type": "fake"}}, status_code=worker.fail_with)
         body = await request.json()
+        worker.bodies.append(body)
+        await asyncio.sleep(worker.reply_delay_s)
         prompt_tokens = sum(len(str(m.get("content", "")).split()) for m in body["messages"])
         n = min(worker.reply_tokens, body.get("max_tokens") or worker.reply_tokens)
         base = {"id": "fake", "created": int(time.time()), "model": body["model"]}
