@@ -31,6 +31,7 @@ class FakeWorker:
     metrics_delay_s: float = 0.0  # answer /metrics this late, as a worker busy with a prefill does
     token_gap_s: float = 0.01  # between streamed tokens
     reply_delay_s: float = 0.0  # before the response's headers, as a queued or prefilling request waits
+    stream_error_after: int | None = None  # end streams with an error event after this many tokens, as LiteLLM does
     counters: dict[str, float] = field(default_factory=lambda: {
         "vllm:prompt_tokens_total": 0.0, "vllm:generation_tokens_total": 0.0, "vllm:request_success_total": 0.0,
         "vllm:prefix_cache_queries_total": 0.0, "vllm:prefix_cache_hits_total": 0.0})
@@ -96,6 +97,9 @@ def app_for(worker: FakeWorker) -> FastAPI:
             sent = 0
             try:
                 for _ in range(n):
+                    if sent == worker.stream_error_after:
+                        yield f"data: {json.dumps({'error': {'message': 'worker went away', 'type': 'fake'}})}\n\n"
+                        return
                     delta = {"index": 0, "delta": {"content": " word"}, "finish_reason": None}
                     yield f"data: {json.dumps({**base, 'object': 'chat.completion.chunk', 'choices': [delta]})}\n\n"
                     sent += 1

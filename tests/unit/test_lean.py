@@ -54,26 +54,27 @@ def assert_same_record(sdk: RequestRecord, lean: RequestRecord) -> None:
     assert all(gap >= 0 for gap in lean.token_gaps_s or [])
 
 
-CASES = {
-    "plain": ("ambient", {}, {}),
-    "streamed with usage": ("dialogue", {}, {}),
-    "tool call valid": ("tool_call", {}, {}),
-    "tool call invalid": ("tool_call", {"tool_arguments": '{"sector": "B4", "depth": 9}'}, {}),
-    "tool call not JSON": ("tool_call", {"tool_arguments": '{"sector": '}, {}),
-    "cut stream": ("interrupted", {"reply_tokens": 200}, {}),
-    "plain error": ("ambient", {"fail_with": 503}, {}),
-    "stream error": ("dialogue", {"fail_with": 429}, {}),
-    "timeout before headers": ("ambient", {"reply_delay_s": 3.0}, {"timeout_s": 0.3}),
-    "timeout mid-stream": ("dialogue", {"token_gap_s": 3.0}, {"timeout_s": 0.3}),
-    "direct, priority, tick": ("dialogue", {}, {"direct": Direct("light-0", "smol"), "use_priority": True,
-                                                "tick": 4, "deadline_s": 30.0}),
-    "multi-turn": ("multi_turn", {}, {"turns": 3}),
+CASES = {  # name: (class, the fake worker's reply, send's options, the outcome both record)
+    "plain": ("ambient", {}, {}, "ok"),
+    "streamed with usage": ("dialogue", {}, {}, "ok"),
+    "tool call valid": ("tool_call", {}, {}, "ok"),
+    "tool call invalid": ("tool_call", {"tool_arguments": '{"sector": "B4", "depth": 9}'}, {}, "tool_invalid"),
+    "tool call not JSON": ("tool_call", {"tool_arguments": '{"sector": '}, {}, "tool_invalid"),
+    "cut stream": ("interrupted", {"reply_tokens": 200}, {}, "interrupted"),
+    "plain error": ("ambient", {"fail_with": 503}, {}, "error"),
+    "stream error": ("dialogue", {"fail_with": 429}, {}, "error"),
+    "error event mid-stream": ("dialogue", {"stream_error_after": 2}, {}, "error"),
+    "timeout before headers": ("ambient", {"reply_delay_s": 3.0}, {"timeout_s": 0.3}, "timeout"),
+    "timeout mid-stream": ("dialogue", {"token_gap_s": 3.0}, {"timeout_s": 0.3}, "timeout"),
+    "direct, priority, tick": ("dialogue", {}, {"direct": Direct("light-0", "smol"), "use_priority": True, "tick": 4,
+                                                "deadline_s": 30.0}, "ok"),
+    "multi-turn": ("multi_turn", {}, {"turns": 3}, "ok"),
 }
 
 
 @pytest.mark.parametrize("case", CASES)
 def test_the_lean_path_sends_and_records_what_the_sdk_path_does(worker, case) -> None:
-    cls, reply_kind, options = CASES[case]
+    cls, reply_kind, options, outcome = CASES[case]
     for name, value in reply_kind.items():
         setattr(worker, name, value)
     (sdk_records, sdk_replies, sdk_bodies, _), (lean_records, lean_replies, lean_bodies, _) = by_each_path(
@@ -83,11 +84,7 @@ def test_the_lean_path_sends_and_records_what_the_sdk_path_does(worker, case) ->
     assert lean_replies == sdk_replies
     for sdk, lean in zip(sdk_records, lean_records, strict=True):
         assert_same_record(sdk, lean)
-    expected = {"plain": "ok", "streamed with usage": "ok", "tool call valid": "ok", "tool call invalid": "tool_invalid",
-                "tool call not JSON": "tool_invalid", "cut stream": "interrupted", "plain error": "error",
-                "stream error": "error", "timeout before headers": "timeout", "timeout mid-stream": "timeout",
-                "direct, priority, tick": "ok", "multi-turn": "ok"}[case]
-    assert {r.outcome for r in lean_records} == {expected}
+    assert {r.outcome for r in lean_records} == {outcome}
 
 
 def test_each_kind_of_reply_sets_what_its_record_holds(worker) -> None:
@@ -102,6 +99,12 @@ def test_each_kind_of_reply_sets_what_its_record_holds(worker) -> None:
     worker.fail_with = 503
     (_, _, _, _), (records, _, _, _) = by_each_path(worker, "ambient")
     assert records[0].status_code == 503 and "fake failure" in records[0].error and records[0].worker is None
+
+
+def test_an_error_event_in_a_stream_is_recorded_with_its_message(worker) -> None:
+    worker.stream_error_after = 2
+    (records, _, _, _), (lean_records, _, _, _) = by_each_path(worker, "dialogue")
+    assert records[0].error == lean_records[0].error == "APIError: worker went away"
 
 
 def test_a_shared_prefix_is_encoded_once_per_faction(worker) -> None:
