@@ -69,6 +69,8 @@ MIXES = mix_choices(sys.argv)
 def _arguments(parser) -> None:
     LoadOptions.add_arguments(parser, locust=True, mix_choices=MIXES)
     parser.add_argument("--run-dir", default="", include_in_web_ui=False, help="exact folder for this run")
+    parser.add_argument("--resolved-mix", default="", include_in_web_ui=False,
+                        help="the mix as `bench run` resolved and checked it (JSON): used as it is, not resolved again")
     parser.add_argument("--skip-html-report", action="store_true", include_in_web_ui=False,
                         help="write Locust's CSVs but not its ~1 MB HTML report (for sample sets kept in git)")
 
@@ -114,8 +116,11 @@ class LocustRun:
         stack = ready_state()
         if stack is None:
             raise NoStackError(NOT_READY)
-        mix = load_mix(options.mix, options.npcs, options.rate_rps, options.duration_s, options.tick_policy)
-        check_fits(mix, stack.spec)
+        if resolved := environment.parsed_options.resolved_mix:  # each Locust process would load the tokenizer again
+            mix = ResolvedMix.model_validate_json(Path(resolved).read_text())
+        else:  # the web UI's form: the mix is chosen here
+            mix = load_mix(options.mix, options.npcs, options.rate_rps, options.duration_s, options.tick_policy)
+            check_fits(mix, stack.spec)
         self.mix, self.stack = mix, stack
         self.key = master_key()
         self.direct, base_url, api_key = None, stack.base_url, self.key

@@ -127,3 +127,26 @@ def test_a_run_whose_shape_ends_before_its_start_is_done_still_closes_its_folder
                              "--scrape-interval-s", "1"], capture_output=True, text=True, timeout=120)
     assert result.returncode == 0, result.stderr[-3000:]
     assert read_manifest(tmp_path / "results" / "short").status == "complete"
+
+
+def test_locust_uses_the_mix_bench_run_resolved_instead_of_resolving_it_again(fake_stack, tmp_path) -> None:
+    """`bench run` resolves and checks the mix once and hands it over (--resolved-mix): a Locust process that
+    resolved `--mix` again would reload the tokenizer, and could run another mix than the one checked."""
+    from bench.cli import build_parser
+    from bench.cli._stack import locust_args
+    from bench.spec import load_mix
+
+    handed = load_mix("dialogue", npcs=2, duration_s=3)
+    handed = handed.model_copy(update={"mix": handed.mix.model_copy(update={"description": "as bench run resolved it"})})
+    resolved = tmp_path / "mix.json"
+    resolved.write_text(handed.model_dump_json())
+    args = build_parser().parse_args(["run", "--mix", "dialogue", "--results-dir", str(tmp_path / "results")])
+    command = [*locust_args(args, 10), "--headless", "--only-summary", "--run-dir", str(tmp_path / "results" / "handed"),
+               "--exit-code-on-error", "0", "--host", "http://127.0.0.1:1", "--skip-html-report",
+               "--resolved-mix", str(resolved)]
+    result = subprocess.run(command, capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr[-3000:]
+    manifest = read_manifest(tmp_path / "results" / "handed")
+    assert manifest.status == "complete"
+    assert manifest.mix.mix.description == "as bench run resolved it"
+    assert manifest.mix == handed
