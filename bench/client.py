@@ -1,35 +1,36 @@
-"""Send one NPC request through the proxy with the OpenAI SDK and measure it as a game client sees it."""
+"""Send one NPC request and measure it as a game client sees it. The request travels by one of the registered
+paths (bench/exchange.py): the lean one (bench/lean.py, the default) or the OpenAI SDK's (bench/sdk.py); the
+record is made here, the same way for both."""
 
 from __future__ import annotations
 
 import itertools
-import json
 import time
 from typing import NamedTuple
 
-import jsonschema
 import openai
 
+from bench import lean, sdk  # noqa: F401  (each registers its request path)
 from bench.decisions import Cancelled
+from bench.exchange import PATHS, ChatPath, ChatRequest, Exchange, Failure, tool_calls_problem
 from bench.kinds import KINDS
-from bench.npc import NPC, NPC_TOOLS, TOOL_SCHEMAS
+from bench.npc import NPC, NPC_TOOLS, faction_prefix
 from bench.records import RequestRecord
 from bench.spec import TrafficClass
 
+DEFAULT_PATH = "lean"
+
+
+def connect(path: str, base_url: str, api_key: str, timeout_s: float) -> ChatPath:
+    """A client for `base_url` (ending in /v1) by the named request path."""
+    if path not in PATHS:
+        raise ValueError(f"unknown client {path!r}: choose one of {', '.join(sorted(PATHS))}")
+    return PATHS[path](base_url, api_key, timeout_s)
+
 
 def tool_call_problem(message) -> str | None:
-    """None if the reply calls one known tool with arguments that validate against its schema."""
-    calls = message.tool_calls or []
-    if not calls:
-        return "no tool call in the reply"
-    call = calls[0].function
-    if call.name not in TOOL_SCHEMAS:
-        return f"unknown tool {call.name!r}"
-    try:
-        jsonschema.validate(json.loads(call.arguments), TOOL_SCHEMAS[call.name])
-    except (json.JSONDecodeError, jsonschema.ValidationError) as exc:
-        return f"{call.name} arguments do not validate: {str(exc).splitlines()[0]}"
-    return None
+    """None if the reply (an SDK message) calls one known tool with arguments that validate against its schema."""
+    return tool_calls_problem([(c.function.name, c.function.arguments) for c in message.tool_calls or []])
 
 
 class Direct(NamedTuple):
@@ -39,46 +40,42 @@ class Direct(NamedTuple):
     model: str
 
 
-def send(client: openai.OpenAI, cls: TrafficClass, npc: NPC, *, direct: Direct | None = None,
+def send(client: ChatPath | openai.OpenAI, cls: TrafficClass, npc: NPC, *, direct: Direct | None = None,
          use_priority: bool = False, tick: int | None = None, deadline_s: float | None = None,
          lengths: tuple[int, int] | None = None) -> tuple[RequestRecord, str]:
     """Send one request of `cls` for `npc`; returns its record and the reply text (multi-turn memory).
     Through the proxy the model is the class's group; `direct` when `client` talks to one worker. Cancelled
     (a newer tick of its NPC) while in flight, it closes its connection and is recorded `cancelled`. `lengths`:
     (prompt, output) tokens to send instead of drawing them from the class (a trace's)."""
+    path = sdk.OpenAIPath(client) if isinstance(client, openai.OpenAI) else client
     prompt_tokens, max_tokens = lengths or (cls.prompt_tokens.sample(npc.rng), cls.output_tokens.sample(npc.rng))
     messages = npc.messages(cls, prompt_tokens)
-    extra_body: dict = {}
+    extra: dict = {}
     if KINDS[cls.kind].ignore_eos:
-        extra_body["ignore_eos"] = True
+        extra["ignore_eos"] = True
     if use_priority:
-        extra_body["priority"] = cls.priority
+        extra["priority"] = cls.priority
     if direct is None:  # the proxy's session-affinity routing keeps an NPC on one worker by this id
-        extra_body["metadata"] = {"session_id": npc.npc_id}
-    request = dict(model=direct.model if direct else cls.group, messages=messages, max_tokens=max_tokens,
-                   extra_body=extra_body)
-    if cls.tools:
-        request.update(tools=NPC_TOOLS, tool_choice="required")
+        extra["metadata"] = {"session_id": npc.npc_id}
+    request = ChatRequest(
+        model=direct.model if direct else cls.group, messages=messages, max_tokens=max_tokens, extra=extra,
+        tools=NPC_TOOLS if cls.tools else None, stream=cls.stream,
+        stop_after_tokens=cls.interrupt_after_tokens if cls.stream and KINDS[cls.kind].cuts_stream else None,
+        prefix=faction_prefix(cls, npc.faction) if cls.shared_prefix_share and not KINDS[cls.kind].bare_prompt else None)
     base = dict(cls=cls.name, kind=cls.kind, group=cls.group, npc_id=npc.npc_id, turn=npc.turn,
                 max_tokens=max_tokens, prompt_tokens_drawn=prompt_tokens, tick=tick, deadline_s=deadline_s,
                 worker=direct.worker if direct else None)
     t_start, t0 = time.time(), time.perf_counter()
     reply = ""
     try:
-        if cls.stream:
-            record, reply = _streamed(client, cls, request, base, t_start, t0)
-        else:
-            record, reply = _plain(client, cls, request, base, t_start, t0)
-    except openai.APITimeoutError as exc:
-        record = RequestRecord(**base, t_start=t_start, e2e_s=time.perf_counter() - t0, outcome="timeout",
-                               error=str(exc)[:300])
-    except openai.APIStatusError as exc:
-        record = RequestRecord(**base, t_start=t_start, e2e_s=time.perf_counter() - t0, outcome="error",
-                               status_code=exc.status_code, error=str(exc)[:300])
-    except openai.APIError as exc:
-        record = RequestRecord(**base, t_start=t_start, e2e_s=time.perf_counter() - t0, outcome="error",
-                               error=f"{type(exc).__name__}: {str(exc)[:300]}")
-    except Cancelled:  # leaving the SDK's `with` blocks closed the connection: the worker stops generating it
+        exchange = path.chat(request, t0)
+        record = (_streamed(request, exchange, base, t_start, t0) if request.stream
+                  else _plain(cls, exchange, base, t_start))
+        reply = exchange.text
+    except Failure as failure:
+        record = RequestRecord(**base, t_start=t_start, e2e_s=time.perf_counter() - t0, outcome=failure.outcome,
+                               status_code=failure.status_code, error=failure.error)
+    except Cancelled:  # the path closed its connection on the way out: the worker stops generating it
         record = RequestRecord(**base, t_start=t_start, e2e_s=time.perf_counter() - t0, outcome="cancelled")
     if deadline_s is not None:
         record.deadline_missed = record.outcome != "ok" or record.e2e_s > deadline_s
@@ -86,48 +83,27 @@ def send(client: openai.OpenAI, cls: TrafficClass, npc: NPC, *, direct: Direct |
     return record, reply
 
 
-def _plain(client, cls, request, base, t_start, t0) -> tuple[RequestRecord, str]:
-    raw = client.chat.completions.with_raw_response.create(**request)
-    reply = raw.parse()
-    e2e = time.perf_counter() - t0
-    message = reply.choices[0].message
-    problem = tool_call_problem(message) if cls.tools else None
-    usage = reply.usage
-    record = RequestRecord(
-        **{**base, "worker": raw.headers.get("x-litellm-model-id") or base["worker"]}, t_start=t_start, e2e_s=e2e,
-        prompt_tokens=usage.prompt_tokens if usage else None, output_tokens=usage.completion_tokens if usage else 0,
+def _plain(cls: TrafficClass, exchange: Exchange, base: dict, t_start: float) -> RequestRecord:
+    problem = tool_calls_problem(exchange.tool_calls) if cls.tools else None
+    usage = exchange.usage
+    return RequestRecord(
+        **{**base, "worker": exchange.worker or base["worker"]}, t_start=t_start, e2e_s=exchange.e2e_s,
+        prompt_tokens=usage[0] if usage else None, output_tokens=usage[1] if usage else 0,
         outcome="tool_invalid" if problem else "ok", error=problem,
     )
-    return record, message.content or ""
 
 
-def _streamed(client, cls, request, base, t_start, t0) -> tuple[RequestRecord, str]:
-    """Read the SSE stream event by event; a kind that cuts streams closes it after `interrupt_after_tokens`."""
-    stop_after = cls.interrupt_after_tokens if KINDS[cls.kind].cuts_stream else None
-    token_times: list[float] = []
-    usage = None
-    text: list[str] = []
-    with client.chat.completions.with_streaming_response.create(
-        **request, stream=True, stream_options={"include_usage": True}
-    ) as raw:
-        worker = raw.headers.get("x-litellm-model-id") or base["worker"]
-        for chunk in raw.parse():
-            if chunk.usage:
-                usage = chunk.usage
-            if chunk.choices and chunk.choices[0].delta.content:
-                token_times.append(time.perf_counter())
-                text.append(chunk.choices[0].delta.content)
-                if stop_after and len(token_times) >= stop_after:
-                    break  # leaving the block closes the connection: the game cancelled this turn
-    e2e = time.perf_counter() - t0
-    interrupted = stop_after is not None and usage is None
-    output_tokens = usage.completion_tokens if usage else len(token_times)
+def _streamed(request: ChatRequest, exchange: Exchange, base: dict, t_start: float, t0: float) -> RequestRecord:
+    """A stream's record; one the client closed after `stop_after_tokens` (no usage came) is `interrupted`."""
+    token_times, usage = exchange.token_times, exchange.usage
+    interrupted = request.stop_after_tokens is not None and usage is None
+    output_tokens = usage[1] if usage else len(token_times)
     itl = ((token_times[-1] - token_times[0]) / (output_tokens - 1)) if len(token_times) > 1 and output_tokens > 1 else None
-    record = RequestRecord(
-        **{**base, "worker": worker}, t_start=t_start, e2e_s=e2e, ttft_s=(token_times[0] - t0) if token_times else None,
+    return RequestRecord(
+        **{**base, "worker": exchange.worker or base["worker"]}, t_start=t_start, e2e_s=exchange.e2e_s,
+        ttft_s=(token_times[0] - t0) if token_times else None,
         itl_s=itl, token_gaps_s=[round(b - a, 5) for a, b in itertools.pairwise(token_times)] or None,
-        prompt_tokens=usage.prompt_tokens if usage else None, output_tokens=output_tokens,
+        prompt_tokens=usage[0] if usage else None, output_tokens=output_tokens,
         outcome="interrupted" if interrupted else ("ok" if token_times else "error"),
         error=None if token_times else "stream ended with no content",
     )
-    return record, "".join(text)

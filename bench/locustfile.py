@@ -21,11 +21,10 @@ import gevent
 import gevent.event
 import gevent.lock
 import gevent.pool
-import openai
 from locust import LoadTestShape, User, events, task
 from locust.runners import MasterRunner, WorkerRunner
 
-from bench.client import Direct, send
+from bench.client import Direct, connect, send
 from bench.decisions import Cancelled, NpcTick, TickLedger, decision_figures, decisions_by_class
 from bench.fit import check_fits
 from bench.load.child import stop_budget_s
@@ -70,6 +69,8 @@ MIXES = mix_choices(sys.argv)
 def _arguments(parser) -> None:
     LoadOptions.add_arguments(parser, locust=True, mix_choices=MIXES)
     parser.add_argument("--run-dir", default="", include_in_web_ui=False, help="exact folder for this run")
+    parser.add_argument("--resolved-mix", default="", include_in_web_ui=False,
+                        help="the mix as `bench run` resolved and checked it (JSON): used as it is, not resolved again")
     parser.add_argument("--skip-html-report", action="store_true", include_in_web_ui=False,
                         help="write Locust's CSVs but not its ~1 MB HTML report (for sample sets kept in git)")
 
@@ -115,8 +116,11 @@ class LocustRun:
         stack = ready_state()
         if stack is None:
             raise NoStackError(NOT_READY)
-        mix = load_mix(options.mix, options.npcs, options.rate_rps, options.duration_s, options.tick_policy)
-        check_fits(mix, stack.spec)
+        if resolved := environment.parsed_options.resolved_mix:  # each Locust process would load the tokenizer again
+            mix = ResolvedMix.model_validate_json(Path(resolved).read_text())
+        else:  # the web UI's form: the mix is chosen here
+            mix = load_mix(options.mix, options.npcs, options.rate_rps, options.duration_s, options.tick_policy)
+            check_fits(mix, stack.spec)
         self.mix, self.stack = mix, stack
         self.key = master_key()
         self.direct, base_url, api_key = None, stack.base_url, self.key
@@ -124,8 +128,7 @@ class LocustRun:
             worker = direct_worker(mix, stack.workers, options.direct)
             self.direct = Direct(worker.name, worker.model)
             base_url, api_key = worker.url + "/v1", "none"
-        self.client = openai.OpenAI(base_url=base_url, api_key=api_key, max_retries=0,
-                                    timeout=stack.spec.proxy.timeout_s + 10)
+        self.client = connect(options.client, base_url, api_key, timeout_s=stack.spec.proxy.timeout_s + 10)
         # LiteLLM takes a top-level `priority` for its own proxy-side scheduler, so it is only sent when the
         # group's workers schedule by priority, where it is what the operator asked for.
         self.priority_groups = {name for name, group in stack.spec.groups.items() if group.scheduling_policy == "priority"}
@@ -165,7 +168,7 @@ class LocustRun:
         options, run_dir = LoadOptions.from_args(environment.parsed_options), environment.parsed_options.run_dir
         run_id = Path(run_dir).name if run_dir else new_run_id(self.mix.name, simulated=self.stack.spec.simulated)
         path = Path(run_dir) if run_dir else options.results_dir / run_id
-        manifest = new_manifest(run_id, self.mix, self.stack, self.direct)
+        manifest = new_manifest(run_id, self.mix, self.stack, self.direct, options.client)
         self.dir = RunDir(path, manifest)
         targets = [Target(w.name, w.url, pid=w.pid) for w in self.stack.workers]
         targets.append(Target("proxy", self.stack.proxy.url, {"Authorization": f"Bearer {self.key}"}, self.stack.proxy.pid))

@@ -81,12 +81,19 @@ def filler(rng: random.Random, n_tokens: int) -> str:
     return " ".join(rng.choice(WORDS) for _ in range(max(n_tokens, 0)))
 
 
+_PREFIXES: dict[tuple[str, float, int, int], str] = {}
+
+
 def faction_prefix(cls: TrafficClass, faction: int) -> str:
-    """The doctrine every NPC of one faction shares; identical text, so vLLM's prefix cache can reuse it."""
+    """The doctrine every NPC of one faction shares; identical text, so vLLM's prefix cache can reuse it. Made
+    once per class and faction and then the same object, which the lean client encodes once (bench/lean.py)."""
     n_tokens = round(cls.shared_prefix_share * cls.prompt_tokens.mean) - MESSAGE_OVERHEAD_TOKENS
     faction %= cls.factions
-    rng = random.Random(f"{cls.name}/faction/{faction}")
-    return f"You are an NPC of faction {faction}. Doctrine: " + filler(rng, n_tokens)
+    key = (cls.name, cls.shared_prefix_share, cls.prompt_tokens.mean, faction)
+    if (text := _PREFIXES.get(key)) is None:
+        rng = random.Random(f"{cls.name}/faction/{faction}")
+        text = _PREFIXES[key] = f"You are an NPC of faction {faction}. Doctrine: " + filler(rng, n_tokens)
+    return text
 
 
 @dataclass

@@ -6,13 +6,14 @@ from __future__ import annotations
 
 import argparse
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Literal, get_args
 
 from pydantic import BaseModel, ConfigDict, Field
 
 from serve import settings
 
 DEFAULT_MIX = "npc-cpu"
+Client = Literal["lean", "openai"]  # the request paths bench/exchange.py registers
 
 
 class LoadOptions(BaseModel):
@@ -29,6 +30,8 @@ class LoadOptions(BaseModel):
     scrape_interval_s: float = Field(2.0, gt=0, description="seconds between /metrics scrapes of the workers and the proxy")
     direct: str = Field("", description="send straight to this worker (e.g. light-0), bypassing the proxy; every "
                         "class of the mix must be of its group")
+    client: Client = Field("lean", description="how the load generator sends requests: lean (gevent sockets, orjson; "
+                        "a fraction of the SDK's CPU) or openai (the OpenAI SDK, as a studio's own client would)")
     cache: str = Field("keep", description="the workers' prefix caches at the start: keep (as earlier runs left "
                        "them; the manifest says whether they were warm) or reset (emptied through vLLM's "
                        "/reset_prefix_cache; the stack needs worker_dev_endpoints=true)")
@@ -37,6 +40,7 @@ class LoadOptions(BaseModel):
     LOAD_FIELDS: ClassVar = ("mix", "tick_policy", "npcs", "duration_s", "rate_rps")
     TICK_POLICIES: ClassVar = ("", "overlap", "skip", "cancel")
     CACHE_STATES: ClassVar = ("keep", "reset")
+    CLIENTS: ClassVar = get_args(Client)
 
     @staticmethod
     def flag(name: str) -> str:
@@ -54,6 +58,8 @@ class LoadOptions(BaseModel):
                 kwargs["choices"] = cls.TICK_POLICIES
             if name == "cache":
                 kwargs["choices"] = cls.CACHE_STATES
+            if name == "client":
+                kwargs["choices"] = cls.CLIENTS
             if locust:
                 kwargs["include_in_web_ui"] = name in cls.LOAD_FIELDS
             parser.add_argument(cls.flag(name), **kwargs)

@@ -224,6 +224,8 @@ class Manifest(Provenance):
     duration_s: float | None = None
     mix: ResolvedMix = Field(description="the resolved mix: its shape, weights and class definitions")
     endpoints: dict[str, str] = Field(description="proxy and worker URLs (never the key)")
+    client: str | None = Field(None, description="how the load generator sent its requests (`--client`): lean or "
+                               "openai (the OpenAI SDK); None in runs made before it was recorded (the SDK)")
     kv_cache: dict[str, dict[str, str]] = Field(default_factory=dict,
                                                 description="per worker, its vllm:cache_config_info labels")
     startup: dict[str, WorkerStartup] = Field(default_factory=dict,

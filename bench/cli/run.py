@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+import tempfile
 from pathlib import Path
 
 from bench.cli import CommandError, add_run_id
@@ -78,7 +79,10 @@ def run_once(args: argparse.Namespace, state: StackState, mix: ResolvedMix, run_
         command += ["--processes", str(args.processes)]
     if args.no_html_report:
         command.append("--skip-html-report")
-    code = run_until_done(command, stop_budget_s(state.spec.proxy.timeout_s))
+    with tempfile.TemporaryDirectory(prefix="npcbench-mix-") as folder:  # the mix as resolved and checked here
+        resolved = Path(folder) / "mix.json"
+        resolved.write_text(mix.model_dump_json())
+        code = run_until_done([*command, "--resolved-mix", str(resolved)], stop_budget_s(state.spec.proxy.timeout_s))
     if not (run_dir / "manifest.json").exists():
         raise CommandError(f"locust exited with code {code} before the run started; see its output above", 1)
     manifest = read_manifest(run_dir)

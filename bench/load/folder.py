@@ -11,12 +11,13 @@ from serve import StackState
 from serve.common import now_iso
 
 
-def new_manifest(run_id: str, mix: ResolvedMix, stack: StackState, direct: Direct | None) -> Manifest:
-    """The manifest of a run that is starting: the stack's endpoints, workers' KV caches and start-ups, provenance."""
+def new_manifest(run_id: str, mix: ResolvedMix, stack: StackState, direct: Direct | None, client: str) -> Manifest:
+    """The manifest of a run that is starting: the stack's endpoints, the request path (`client`), workers' KV caches
+    and start-ups, provenance."""
     workers = {w.name: w.url for w in stack.workers}
     manifest = Manifest(
         run_id=run_id, status="running", started_at=now_iso(), mix=mix,
-        endpoints={"proxy": stack.base_url, **workers}, kv_cache=worker_cache_config(workers),
+        endpoints={"proxy": stack.base_url, **workers}, client=client, kv_cache=worker_cache_config(workers),
         startup=worker_startup({w.name: w.log for w in stack.workers if not w.external}),
         **dict(provenance(stack.spec, workers)),
     )

@@ -30,11 +30,14 @@ class FakeWorker:
     count_late_s: float = 0.0  # count a plain reply's tokens this long after the response, as vLLM can
     metrics_delay_s: float = 0.0  # answer /metrics this late, as a worker busy with a prefill does
     token_gap_s: float = 0.01  # between streamed tokens
+    reply_delay_s: float = 0.0  # before the response's headers, as a queued or prefilling request waits
+    stream_error_after: int | None = None  # end streams with an error event after this many tokens, as LiteLLM does
     counters: dict[str, float] = field(default_factory=lambda: {
         "vllm:prompt_tokens_total": 0.0, "vllm:generation_tokens_total": 0.0, "vllm:request_success_total": 0.0,
         "vllm:prefix_cache_queries_total": 0.0, "vllm:prefix_cache_hits_total": 0.0})
     streams: int = 0  # streams begun
     disconnected: int = 0  # streams the client closed before their end
+    bodies: list[dict] = field(default_factory=list)  # every chat request's body, as received
     url: str = ""
 
     def count(self, prompt_tokens: int, output_tokens: int, finished: bool) -> None:
@@ -68,6 +71,8 @@ def app_for(worker: FakeWorker) -> FastAPI:
         if worker.fail_with:
             return JSONResponse({"error": {"message": "fake failure", "type": "fake"}}, status_code=worker.fail_with)
         body = await request.json()
+        worker.bodies.append(body)
+        await asyncio.sleep(worker.reply_delay_s)
         prompt_tokens = sum(len(str(m.get("content", "")).split()) for m in body["messages"])
         n = min(worker.reply_tokens, body.get("max_tokens") or worker.reply_tokens)
         base = {"id": "fake", "created": int(time.time()), "model": body["model"]}
@@ -92,6 +97,9 @@ def app_for(worker: FakeWorker) -> FastAPI:
             sent = 0
             try:
                 for _ in range(n):
+                    if sent == worker.stream_error_after:
+                        yield f"data: {json.dumps({'error': {'message': 'worker went away', 'type': 'fake'}})}\n\n"
+                        return
                     delta = {"index": 0, "delta": {"content": " word"}, "finish_reason": None}
                     yield f"data: {json.dumps({**base, 'object': 'chat.completion.chunk', 'choices': [delta]})}\n\n"
                     sent += 1

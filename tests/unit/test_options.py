@@ -44,3 +44,13 @@ def test_a_misspelt_or_negative_option_is_refused() -> None:
     with pytest.raises(ValidationError):
         LoadOptions(npcs=-1)
     assert LoadOptions(results_dir=Path("x")).results_dir == Path("x")
+
+
+def test_the_client_choices_are_the_registered_request_paths_and_lean_is_the_default() -> None:
+    import bench.client  # noqa: F401  (registers the paths)
+    from bench.exchange import PATHS
+
+    assert set(LoadOptions.CLIENTS) == set(PATHS) and LoadOptions().client == "lean"
+    assert parse(["--client", "openai"]).client == "openai"
+    with pytest.raises(SystemExit):
+        parse(["--client", "curl"])

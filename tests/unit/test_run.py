@@ -13,14 +13,16 @@ import pytest
 from bench.rundir import read_manifest, read_requests, read_ticks
 
 
-def test_a_run_writes_a_complete_folder_from_what_the_client_saw(fake_stack, tmp_path) -> None:
+@pytest.mark.parametrize("client", ["lean", "openai"])
+def test_a_run_writes_a_complete_folder_from_what_the_client_saw(fake_stack, tmp_path, client) -> None:
     result = subprocess.run([sys.executable, "-m", "bench", "run", "--mix", "dialogue", "--npcs", "2", "--duration-s", "4",
                              "--results-dir", str(tmp_path / "results"), "--run-id", "fake", "--no-html-report",
-                             "--scrape-interval-s", "1"], capture_output=True, text=True, timeout=120)
+                             "--scrape-interval-s", "1", "--client", client], capture_output=True, text=True, timeout=120)
     assert result.returncode == 0, result.stderr[-3000:]
     run_dir = tmp_path / "results" / "fake"
     manifest, requests = read_manifest(run_dir), read_requests(run_dir)
     assert manifest.status == "complete" and manifest.mix.name == "dialogue" and manifest.stack.profile == "cpu"
+    assert manifest.client == client
     assert len(requests) > 0 and set(requests.outcome) == {"ok"} and set(requests.worker) == {"fake-0"}
     assert manifest.summary.all.requests == len(requests) == fake_stack["proxy"].counters["vllm:request_success_total"]
     assert manifest.summary.all.output_tokens_total == 4 * len(requests)
@@ -56,6 +58,8 @@ def run_ticks(tmp_path, policy: str):
 def test_tick_policies_keep_one_request_per_npc_in_flight(fake_stack, tmp_path, policy: str) -> None:
     for server in fake_stack.values():
         server.reply_tokens, server.token_gap_s = 20, 0.1
+        if policy == "skip":  # its plain replies, too, outlast a tick (they were slow only by the SDK's own cost)
+            server.reply_delay_s = 0.3
     manifest, requests, ticks = run_ticks(tmp_path, policy)
     decisions = manifest.summary.decisions
     assert decisions is not None and decisions.npc_ticks == len(ticks) > 0
@@ -125,3 +129,26 @@ def test_a_run_whose_shape_ends_before_its_start_is_done_still_closes_its_folder
                              "--scrape-interval-s", "1"], capture_output=True, text=True, timeout=120)
     assert result.returncode == 0, result.stderr[-3000:]
     assert read_manifest(tmp_path / "results" / "short").status == "complete"
+
+
+def test_locust_uses_the_mix_bench_run_resolved_instead_of_resolving_it_again(fake_stack, tmp_path) -> None:
+    """`bench run` resolves and checks the mix once and hands it over (--resolved-mix): a Locust process that
+    resolved `--mix` again would reload the tokenizer, and could run another mix than the one checked."""
+    from bench.cli import build_parser
+    from bench.cli._stack import locust_args
+    from bench.spec import load_mix
+
+    handed = load_mix("dialogue", npcs=2, duration_s=3)
+    handed = handed.model_copy(update={"mix": handed.mix.model_copy(update={"description": "as bench run resolved it"})})
+    resolved = tmp_path / "mix.json"
+    resolved.write_text(handed.model_dump_json())
+    args = build_parser().parse_args(["run", "--mix", "dialogue", "--results-dir", str(tmp_path / "results")])
+    command = [*locust_args(args, 10), "--headless", "--only-summary", "--run-dir", str(tmp_path / "results" / "handed"),
+               "--exit-code-on-error", "0", "--host", "http://127.0.0.1:1", "--skip-html-report",
+               "--resolved-mix", str(resolved)]
+    result = subprocess.run(command, capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr[-3000:]
+    manifest = read_manifest(tmp_path / "results" / "handed")
+    assert manifest.status == "complete"
+    assert manifest.mix.mix.description == "as bench run resolved it"
+    assert manifest.mix == handed
