@@ -74,6 +74,9 @@ class SimLatency(_Strict):
     decode_ms_per_seq: float = Field(ge=0, description="per sequence that decodes one token in the step")
     decode_ms_per_kv_token: float = Field(0.0, ge=0, description="per token of context the step's decoding "
                                           "sequences attend to (reading their KV cache)")
+    output_lag_steps: int = Field(0, ge=0, le=1, description="1: a step's tokens reach the client only when the next "
+                                  "step has run, as with vLLM V1's async scheduling (its output is processed while the "
+                                  "next step runs); 0: as soon as their step ends")
     gpu: str | None = Field(None, description="derive every coefficient not given for this GPU of serve/sim/catalog.toml "
                             "(serve/sim/steptime.py), with `model` and `quantization`")
     model: str | None = Field(None, description="with `gpu`: the catalog model, by Hugging Face id")

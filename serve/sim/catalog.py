@@ -108,8 +108,8 @@ class Catalog(BaseModel):
 @cache
 def catalog() -> Catalog:
     raw = tomllib.loads(CATALOG.read_text())
-    return Catalog(gpus={k: {"name": k, **v} for k, v in raw["gpus"].items()},  # type: ignore[misc]
-                   models={k: {"name": k, **v} for k, v in raw["models"].items()})  # type: ignore[misc]
+    return Catalog(gpus={k: {"name": k, **v} for k, v in raw["gpus"].items()},
+                   models={k: {"name": k, **v} for k, v in raw["models"].items()})
 
 
 def gpu_spec(name: str) -> GpuSpec:

@@ -48,7 +48,7 @@ def relative_lstsq(x: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, float]:
     return coef, float(np.mean(np.abs(x @ coef / y - 1)))
 
 
-def dense_fit(tokens: np.ndarray, layer_us: np.ndarray, model: ModelShape, gpu: GpuSpec) -> dict[str, float]:
+def dense_fit(tokens: np.ndarray, layer_us: np.ndarray, model: ModelShape, gpu: GpuSpec) -> dict[str, Any]:
     """One decoder layer's non-attention time against batch tokens: weights read once plus GEMM FLOPs a token."""
     coef, mape = relative_lstsq(np.column_stack([np.ones_like(tokens), tokens]), layer_us)
     layer_bytes = model.layer_params * 2.0
@@ -65,7 +65,7 @@ def llmservingsim_fit(root: Path, gpu: GpuSpec) -> dict[str, Any]:
     # One decoder layer: its two RMSNorms (profiled once as `layernorm`), QKV, RoPE, O, gate/up, activation, down.
     layer = (2 * dense["layernorm"] + dense["qkv_proj"] + dense["rotary_emb"] + dense["o_proj"]
              + dense["gate_up_proj"] + dense["act_fn"] + dense["down_proj"])
-    fit = dense_fit(layer.index.to_numpy(float), layer.to_numpy(), model, gpu)
+    fit: dict[str, Any] = dense_fit(layer.index.to_numpy(float), layer.to_numpy(), model, gpu)
 
     attention = pd.read_csv(folder / "attention.csv")
     kv_layer_bytes = model.kv_bytes_per_token() / model.layers
@@ -115,7 +115,7 @@ def vidur_fit(root: Path, gpu: GpuSpec) -> dict[str, Any]:
     if gpu.name == "A100-80GB":
         runs.append(("meta-llama/Meta-Llama-3-8B", "Meta-Llama-3-8B"))
     effs: dict[str, list[float]] = {"weight_bw_eff": [], "gemm_eff": [], "dense_fit_mape": []}
-    points = 0
+    points = 0.0
     for model_name, folder in runs:
         mlp = pd.read_csv(root / "vidur" / VIDUR[gpu.name] / "meta-llama" / folder / "mlp.csv")
         mlp = mlp[(mlp.num_tensor_parallel_workers == 1) & (mlp.num_tokens <= MAX_TOKENS)].sort_values("num_tokens")

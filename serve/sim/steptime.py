@@ -90,6 +90,7 @@ def derive(gpu_name: str, model_name: str, quantization: Quantization, kv_cache_
     coefficients = {k: v / engine["value"] for k, v in gpu_ms.items()}
     coefficients["step_overhead_ms"] += terms["cpu_step_ms"]
     coefficients["request_overhead_ms"] = terms["request_overhead_ms"]
+    coefficients["output_lag_steps"] = serving.get("output_lag_steps", 0)
     provenance = dict(fit["gpus"][gpu_name]["provenance"])
     provenance["gpu"] = gpu.source
     provenance["model"] = model.source
@@ -97,6 +98,7 @@ def derive(gpu_name: str, model_name: str, quantization: Quantization, kv_cache_
         provenance["awq"] = fit["awq_provenance"]
     provenance["serving"] = serving.get("source", "NOT FITTED: no per-step or per-request CPU cost")
     provenance["engine_eff"] = engine["source"]
+    provenance["output_lag_steps"] = serving.get("output_lag_source", "not set: tokens released when their step ends")
     provenance["summary"] = (f"SIMULATED: derived for {model_name} ({quantization}, KV {kv_cache_dtype}) on {gpu_name} "
                              "from datasheet peaks x efficiencies fitted to public kernel measurements "
                              "(serve/sim/step_fit.json)")

@@ -55,6 +55,18 @@ def run(config: EngineConfig, arrivals: Iterable[Arrival]) -> list[Timing]:
     pending = sorted(arrivals, key=lambda a: a.time_s)
     timings = {a.request_id: Timing(a.request_id, a.time_s) for a in pending}
     engine = Engine(config)
+    lag = config.latency.output_lag_steps
+    held: list[tuple[str, int, bool]] = []  # the last step's tokens, under output_lag_steps = 1
+
+    def release(tokens: list[tuple[str, int, bool]], at: float) -> None:
+        for request_id, n, finished in tokens:
+            t = timings[request_id]
+            if math.isnan(t.first_token_s):
+                t.first_token_s = at
+            t.output_tokens = n
+            if finished:
+                t.finish_s = at
+
     clock, i = 0.0, 0
     while True:
         while i < len(pending) and pending[i].time_s + overhead_s <= clock:
@@ -64,16 +76,17 @@ def run(config: EngineConfig, arrivals: Iterable[Arrival]) -> list[Timing]:
             i += 1
         step = engine.schedule()
         if not step.work:
+            release(held, clock)
+            held = []
             if i == len(pending):
                 break
             clock = max(clock, pending[i].time_s + overhead_s)
             continue
         clock += step.duration_s
-        for seq in engine.complete(step):
-            t = timings[seq.request_id]
-            if math.isnan(t.first_token_s):
-                t.first_token_s = clock
-            t.output_tokens = seq.output_tokens
-            if seq.state == "finished":
-                t.finish_s = clock
+        tokens = [(seq.request_id, seq.output_tokens, seq.state == "finished") for seq in engine.complete(step)]
+        release(held, clock)
+        if lag:
+            held = tokens
+        else:
+            release(tokens, clock)
     return [timings[a.request_id] for a in sorted(pending, key=lambda a: a.time_s)]
