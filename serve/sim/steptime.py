@@ -110,3 +110,19 @@ def derived_latency_fields(gpu_name: str, model_name: str, quantization: Quantiz
     """SimLatency's fields for a profile's `sim = { gpu = ..., model = ..., quantization = ... }`."""
     d = derive(gpu_name, model_name, quantization, kv_cache_dtype)
     return {"source": d.source, **d.coefficients}
+
+
+def describe(latency: Any) -> list[str]:
+    """What `python -m serve check` prints for a simulated worker's SimLatency: its coefficients, and for a derived
+    one where each part comes from."""
+    names = ["request_overhead_ms", "step_overhead_ms", "prefill_ms_per_token", "prefill_ms_per_token_pair",
+             "decode_ms_per_seq", "decode_ms_per_kv_token", "output_lag_steps"]
+    lines = ["  " + ", ".join(f"{n} {getattr(latency, n):.6g}" for n in names), f"  source: {latency.source}"]
+    if latency.gpu is not None:
+        d = derive(latency.gpu, latency.model, latency.quantization, latency.kv_cache_dtype)
+        by_source: dict[str, list[str]] = {}
+        for key, value in d.provenance.items():
+            if key != "summary":
+                by_source.setdefault(value, []).append(key)
+        lines += [f"  {', '.join(keys)}: {value}" for value, keys in by_source.items()]
+    return lines

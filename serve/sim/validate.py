@@ -259,7 +259,8 @@ def summarize(table: pd.DataFrame) -> pd.DataFrame:
 
 # -- the serving calibration, on fitting data only ------------------------------------------------------------
 
-FIT_MAX_STAGE_S = 240.0  # enough for each stage's steady state; keeps the fit to a few minutes
+FIT_MAX_STAGE_S = 240.0
+DEFAULT_MAX_STAGE_S = 300.0  # enough for each stage's steady state; keeps the fit to a few minutes
 
 
 def _with_serving(fit: dict[str, Any], gpu: str | None = None, eff: float | None = None,
@@ -393,6 +394,7 @@ def write_results(out: Path, max_stage_s: float | None) -> pd.DataFrame:
     table.round(4).to_csv(out / "validation.csv", index=False)
     summary.round(3).to_csv(out / "summary.csv", index=False)
     step_fit_text = (Path(__file__).with_name("step_fit.json")).read_bytes()
+    serving = json.loads(step_fit_text)["serving"]
     manifest = {
         "title": "SIMULATED step-time model against public real-GPU vLLM measurements",
         "simulated": True,
@@ -400,6 +402,8 @@ def write_results(out: Path, max_stage_s: float | None) -> pd.DataFrame:
         "code_commit": git_commit(),
         "step_fit_sha256": hashlib.sha256(step_fit_text).hexdigest(),
         "max_stage_s": max_stage_s,
+        "serving_fit": {k: serving[k] for k in ("engine_eff", "engine_eff_cross_fold", "request_overhead_ms",
+                                                 "output_lag_steps", "output_lag_choices", "source")},
         "goal": "median absolute percentage error within 15 % on TTFT, ITL and e2e, held-out, on >= 3 GPU types "
                 "including an Ada card (issue 24)",
         "data_sources": {
@@ -427,11 +431,12 @@ def write_results(out: Path, max_stage_s: float | None) -> pd.DataFrame:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m serve.sim.validate", description=__doc__.split("\n\n")[0])
-    parser.add_argument("--max-stage-s", type=float, default=None,
-                        help="cut each load stage to this many seconds (default: each stage's full duration)")
+    parser.add_argument("--max-stage-s", type=float, default=DEFAULT_MAX_STAGE_S,
+                        help="cut each load stage to this many seconds; 0: each stage's full duration "
+                             f"(default {DEFAULT_MAX_STAGE_S:g}: every stage reaches its steady state well before)")
     parser.add_argument("--out", type=Path, default=OUT, help="results folder (default: results/sim-validation)")
     args = parser.parse_args(argv)
-    summary = write_results(args.out, args.max_stage_s)
+    summary = write_results(args.out, args.max_stage_s or None)
     print("SIMULATED vs measured, median absolute % error:")
     print(summary.to_string(index=False))
     return 0
