@@ -259,8 +259,8 @@ def summarize(table: pd.DataFrame) -> pd.DataFrame:
 
 # -- the serving calibration, on fitting data only ------------------------------------------------------------
 
-FIT_MAX_STAGE_S = 240.0
-DEFAULT_MAX_STAGE_S = 300.0  # enough for each stage's steady state; keeps the fit to a few minutes
+FIT_MAX_STAGE_S = 240.0  # the serving fit's stages: each reaches its steady state well before
+DEFAULT_MAX_STAGE_S = 300.0  # the validation's stages, likewise
 
 
 def _with_serving(fit: dict[str, Any], gpu: str | None = None, eff: float | None = None,

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from bench.report.pages import page, render, table
+from bench.report.pages import page, render
 
 GOAL_PCT = 15.0  # issue 24: median absolute error on TTFT, ITL and e2e, held out, on three GPU types with an Ada card
 ADA = {"L40S", "RTX 4090", "L4"}
