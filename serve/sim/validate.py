@@ -394,7 +394,8 @@ def write_results(out: Path, max_stage_s: float | None) -> pd.DataFrame:
     table.round(4).to_csv(out / "validation.csv", index=False)
     summary.round(3).to_csv(out / "summary.csv", index=False)
     step_fit_text = (Path(__file__).with_name("step_fit.json")).read_bytes()
-    serving = json.loads(step_fit_text)["serving"]
+    step_fit_data = json.loads(step_fit_text)
+    serving = step_fit_data["serving"]
     manifest = {
         "title": "SIMULATED step-time model against public real-GPU vLLM measurements",
         "simulated": True,
@@ -402,6 +403,10 @@ def write_results(out: Path, max_stage_s: float | None) -> pd.DataFrame:
         "code_commit": git_commit(),
         "step_fit_sha256": hashlib.sha256(step_fit_text).hexdigest(),
         "max_stage_s": max_stage_s,
+        "kernel_fit": {gpu: {"factors": v["factors"], "residuals": v["residuals"],
+                             "provenance": sorted({p.split(":")[0].split(",")[0] for p in v["provenance"].values()})}
+                       for gpu, v in step_fit_data["gpus"].items()},
+        "awq_vs_bf16_weight_bw": step_fit_data["awq_vs_bf16_weight_bw"],
         "serving_fit": {k: serving[k] for k in ("engine_eff", "engine_eff_cross_fold", "request_overhead_ms",
                                                  "output_lag_steps", "output_lag_choices", "source")},
         "goal": "median absolute percentage error within 15 % on TTFT, ITL and e2e, held-out, on >= 3 GPU types "
