@@ -106,12 +106,13 @@ def simulator_accuracy(results: Path) -> str:
                             "decode_attn_mape": r.get("decode_attention_fit_mape"),
                             "prefill_attn_mape": r.get("prefill_attention_fit_mape"),
                             "mixed_attn_mape": r.get("mixed_attention_heldout_mape"),
-                            "from": ", ".join(k["provenance"])})
+                            "from": ", ".join(k["provenance"]).replace(
+                                "ASSUMED", "ASSUMED median of RTX 4090 and RTX PRO 6000")})
     kernel = pd.DataFrame(kernel_rows)
     donors = "; ".join(f"{row['gpu']}: {row['from']}" for row in kernel_rows if "measured" not in row["from"])
     shown = rows[["split", "gpu", "run", "stage", "metric", "predicted_ms", "measured_ms", "error_pct"]]
-    return render(TEMPLATE, goal=f"{GOAL_PCT:g}", verdict=verdict, passing=", ".join(passing) or "none", missed=missed, kernel=kernel, donors=donors,
-                  awq=f"{manifest['awq_vs_bf16_weight_bw']:.2f}",
+    return render(TEMPLATE, goal=f"{GOAL_PCT:g}", verdict=verdict, passing=", ".join(passing) or "none",
+                  missed=missed, kernel=kernel, donors=donors, awq=f"{manifest['awq_vs_bf16_weight_bw']:.2f}",
                   summary=summary, rows=shown, engine_eff=engine_eff, request_ms=f"{serving['request_overhead_ms']:.1f}",
                   lag=serving["output_lag_steps"], runs=len(manifest["runs"]), command=manifest["command"],
                   commit=manifest["code_commit"][:10], assumptions=manifest["assumptions"],
