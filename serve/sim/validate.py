@@ -27,6 +27,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from serve.common import SIM_VALIDATION_MANIFEST
 from serve.gpu import GIB, GPU_BLOCK_SIZE, MemoryAssumptions
 from serve.paths import REPO_ROOT
 from serve.sim.catalog import gpu_spec, model_spec
@@ -37,6 +38,7 @@ from serve.sim.virtual import Arrival, run
 from serve.spec import SimLatency
 
 OUT = REPO_ROOT / "results" / "sim-validation"
+MANIFEST = SIM_VALIDATION_MANIFEST
 METRICS = ["ttft_mean", "ttft_p90", "itl_mean", "e2e_mean", "e2e_p90"]
 HARDWARE = {"H100": "H100-SXM", "A100-80GB": "A100-80GB", "L40S": "L40S"}
 # inference-perf's shared_prefix workloads (SOURCE.md of both inference-sim sets): system + question tokens, output
@@ -430,7 +432,7 @@ def write_results(out: Path, max_stage_s: float | None) -> pd.DataFrame:
         "ci_subset": {"runs": SUBSET, "max_stage_s": SUBSET_MAX_STAGE_S, "mdape_pct": round(subset_mdape(subset), 3),
                       "tolerance_pct": SUBSET_TOLERANCE_PCT},
     }
-    (out / "manifest.json").write_text(json.dumps(manifest, indent=1) + "\n")
+    (out / MANIFEST).write_text(json.dumps(manifest, indent=1) + "\n")
     return summary
 
 

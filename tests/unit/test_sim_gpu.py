@@ -121,9 +121,9 @@ def test_the_validation_subset_stays_in_its_committed_band() -> None:
         if os.environ.get("CI") == "true":
             pytest.fail(message)
         pytest.skip(message)
-    from serve.sim.validate import subset_mdape, subset_table
+    from serve.sim.validate import MANIFEST, subset_mdape, subset_table
 
-    band = json.loads((RESULTS / "manifest.json").read_text())["ci_subset"]
+    band = json.loads((RESULTS / MANIFEST).read_text())["ci_subset"]
     table = subset_table(gpu_data_dir())
     assert set(table.run) == set(band["runs"])
     assert len(set(table.gpu)) == 3

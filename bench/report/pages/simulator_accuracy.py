@@ -9,6 +9,7 @@ from pathlib import Path
 import pandas as pd
 
 from bench.report.pages import page, render
+from serve.common import SIM_VALIDATION_MANIFEST as MANIFEST
 
 GOAL_PCT = 15.0  # issue 24: median absolute error on TTFT, ITL and e2e, held out, on three GPU types with an Ada card
 ADA = {"L40S", "RTX 4090", "L4"}
@@ -83,7 +84,7 @@ Errors are (predicted - measured) / measured.
 @page("studies/simulator-accuracy.md", title="Simulator accuracy")
 def simulator_accuracy(results: Path) -> str:
     folder = results / "sim-validation"
-    manifest = json.loads((folder / "manifest.json").read_text())
+    manifest = json.loads((folder / MANIFEST).read_text())
     summary = pd.read_csv(folder / "summary.csv")
     rows = pd.read_csv(folder / "validation.csv")
     held = summary[(summary.split == "held-out") & (summary.gpu != "all")]
