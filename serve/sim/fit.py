@@ -36,8 +36,10 @@ KERNEL_FACTORS = ["weight_bw_eff", "gemm_eff", "attn_eff", "kv_bw_eff", "attn_fi
                   "sampler_us_per_seq"]
 LLMSERVINGSIM = {"RTX 4090": "RTX4090", "RTX PRO 6000": "RTXPRO6000"}
 VIDUR = {"A100-80GB": "a100", "H100-SXM": "h100", "A40": "a40"}
-# A GPU with no kernel data of its own takes its factors from the same die (L40S and RTX 4090 are both AD102).
-SAME_DIE = {"L40S": "RTX 4090", "L4": "RTX 4090", "A10": "A40"}
+# A GPU with no kernel data of its own takes its factors from a GPU of the same die (L40S and RTX 4090 are both
+# AD102; A10 and A40 both GA102) or, failing that, of the same architecture (L4 is AD104, Ada).
+DONOR = {"L40S": ("RTX 4090", "same AD102 die"), "A10": ("A40", "same GA102 die"),
+         "L4": ("RTX 4090", "same Ada architecture")}
 
 
 def relative_lstsq(x: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, float]:
@@ -188,7 +190,7 @@ def fit_kernels(root: Path) -> dict[str, Any]:
     gpus: dict[str, dict[str, Any]] = {}
     for name in ["RTX 4090", "RTX PRO 6000", "A100-80GB", "H100-SXM", "A40", "L40S", "L4", "A10"]:
         own = measured.get(name, {})
-        donor = SAME_DIE.get(name)
+        donor, relation = DONOR.get(name, (None, ""))
         factors: dict[str, float] = {}
         provenance: dict[str, str] = {}
         for key in KERNEL_FACTORS:
@@ -197,10 +199,10 @@ def fit_kernels(root: Path) -> dict[str, Any]:
                 provenance[key] = f"measured: {own['source']}"
             elif donor is not None and key in measured.get(donor, {}):
                 factors[key] = float(measured[donor][key])
-                provenance[key] = f"from {donor} (same die), {measured[donor]['source']}"
+                provenance[key] = f"from {donor} ({relation}), {measured[donor]['source']}"
             elif donor is not None and key in gpus.get(donor, {}).get("factors", {}):
                 factors[key] = gpus[donor]["factors"][key]
-                provenance[key] = f"from {donor} (same die): {gpus[donor]['provenance'][key]}"
+                provenance[key] = f"from {donor} ({relation}): {gpus[donor]['provenance'][key]}"
             else:
                 factors[key] = statistics.median(float(measured[g][key]) for g in full)
                 provenance[key] = f"ASSUMED: median of {' and '.join(full)} (no measurement on this GPU)"
