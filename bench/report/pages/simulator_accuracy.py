@@ -52,8 +52,8 @@ Efficiency factors of the additive step model (serve/sim/steptime.py), against e
 are fit parameters of that model's form, not measured utilisations: where a dense layer's memory-bound and
 compute-bound parts overlap, a factor can exceed 1. `*_mape` columns are the mean absolute relative error of each
 kernel fit on its own points (`mixed` is held out of the attention fits). A GPU without kernel data takes its
-factors from a GPU of the same die or architecture, or a median: {{ donors }}. AWQ reads its weights at {{ awq }} x BF16's efficiency
-(A100, Qwen2.5 speed benchmark).
+factors from a GPU of the same die or architecture, or a median: {{ donors }}.
+AWQ reads its weights at {{ awq }} x BF16's efficiency (A100, Qwen2.5 speed benchmark).
 
 {{ table(kernel, floatfmt=",.3g") }}
 
