@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from bench.report.pages import page, render
+from bench.report.pages import page, render, snippet
 from serve.common import SIM_VALIDATION_MANIFEST as MANIFEST
 
 GOAL_PCT = 15.0  # issue 24: median absolute error on TTFT, ITL and e2e, held out, on three GPU types with an Ada card
@@ -118,3 +118,16 @@ def simulator_accuracy(results: Path) -> str:
                   lag=serving["output_lag_steps"], runs=len(manifest["runs"]), command=manifest["command"],
                   commit=manifest["code_commit"][:10], assumptions=manifest["assumptions"],
                   sources=manifest["data_sources"])
+
+
+@snippet("simulator-error")
+def simulator_error(results: Path) -> str:
+    """The README's one line on the simulator's error against public real-GPU vLLM runs it was not fitted on."""
+    summary = pd.read_csv(results / "sim-validation" / "summary.csv")
+    held = summary[summary.split == "held-out"]
+    overall = held[held.gpu == "all"].set_index("family").mdape_pct
+    worst = held[held.gpu != "all"].sort_values("mdape_pct").iloc[-1]
+    return (f"The simulator's median error against public real-GPU vLLM runs it was not fitted on: TTFT "
+            f"{overall['ttft']:.0f} %, ITL {overall['itl']:.0f} %, end to end {overall['e2e']:.0f} %; worst, "
+            f"{worst.gpu} {worst.family.upper()} at {worst.mdape_pct:.0f} % "
+            f"([Simulator accuracy](docs/studies/simulator-accuracy.md))")
