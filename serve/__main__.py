@@ -191,6 +191,7 @@ def cmd_provision(args: argparse.Namespace) -> int:
 
 def cmd_check(args: argparse.Namespace) -> int:
     from serve.render import sim_config
+    from serve.sim.steptime import describe
     from serve.vllm_check import check_stack
 
     spec = load(args)
@@ -198,7 +199,9 @@ def cmd_check(args: argparse.Namespace) -> int:
         print(f"{name}: vLLM accepts its command line (model {ns.model}, max_model_len {ns.max_model_len})")
     for worker in spec.workers:
         if spec.group_of(worker).engine == "sim":
-            print(f"{worker.name}: simulated worker (serve/sim), {sim_config(spec, worker).engine.num_blocks} KV blocks")
+            engine = sim_config(spec, worker).engine
+            print(f"{worker.name}: simulated worker (serve/sim), {engine.num_blocks} KV blocks")
+            print("\n".join(describe(engine.latency)))
     if spec.device == "cuda":
         return check_gpus(spec)
     return 0

@@ -39,3 +39,8 @@ def named_toml(name_or_path: str, folder: Path, what: str, error: type[Exception
 def error_lines(exc: ValidationError) -> list[str]:
     """Each of pydantic's errors as `field.path: message`, the way this project's error messages show them."""
     return [f"{'.'.join(map(str, e['loc'])) or 'spec'}: {e['msg'].removeprefix('Value error, ')}" for e in exc.errors()]
+
+
+# The simulator validation's record in its results folder (serve/sim/validate.py writes it, the docs page reads it);
+# not `manifest.json`, which names a bench run's record.
+SIM_VALIDATION_MANIFEST = "validation-manifest.json"

@@ -74,6 +74,31 @@ class SimLatency(_Strict):
     decode_ms_per_seq: float = Field(ge=0, description="per sequence that decodes one token in the step")
     decode_ms_per_kv_token: float = Field(0.0, ge=0, description="per token of context the step's decoding "
                                           "sequences attend to (reading their KV cache)")
+    output_lag_steps: int = Field(0, ge=0, le=1, description="1: a step's tokens reach the client only when the next "
+                                  "step has run, as with vLLM V1's async scheduling (its output is processed while the "
+                                  "next step runs); 0: as soon as their step ends")
+    gpu: str | None = Field(None, description="derive every coefficient not given for this GPU of serve/sim/catalog.toml "
+                            "(serve/sim/steptime.py), with `model` and `quantization`")
+    model: str | None = Field(None, description="with `gpu`: the catalog model, by Hugging Face id")
+    quantization: Literal["bf16", "fp8", "awq"] | None = Field(None, description="with `gpu`: the weights' format")
+    kv_cache_dtype: Literal["auto", "fp8"] = "auto"
+
+    @model_validator(mode="before")
+    @classmethod
+    def _derived(cls, data: Any) -> Any:
+        """`gpu`, `model` and `quantization` given: the coefficients are derived; explicit ones still win."""
+        if not isinstance(data, dict) or data.get("gpu") is None:
+            return data
+        if data.get("model") is None or data.get("quantization") is None:
+            raise ValueError("sim: `gpu` needs `model` (a catalog model id) and `quantization` (bf16, fp8 or awq)")
+        from serve.sim.steptime import derived_latency_fields  # serve.sim imports this module
+
+        try:
+            derived = derived_latency_fields(data["gpu"], data["model"], data["quantization"],
+                                             data.get("kv_cache_dtype", "auto"))
+        except KeyError as exc:
+            raise ValueError(str(exc.args[0])) from exc
+        return {**derived, **data}
 
 
 class GroupSpec(_Strict):

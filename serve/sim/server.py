@@ -162,11 +162,22 @@ def create_app(config: SimWorkerConfig) -> FastAPI:
     registry = CollectorRegistry()
     registry.register(EngineCollector(engine, config.served_model_name))
 
+    def release(tokens: list[tuple[Sequence, int, bool]]) -> None:
+        for seq, n, finished in tokens:
+            queue = streams.get(seq)
+            if queue is not None:
+                queue.put_nowait(n)
+                if finished:
+                    queue.put_nowait(None)
+
     async def engine_loop() -> None:
         loop, deadline = asyncio.get_running_loop(), 0.0
+        held: list[tuple[Sequence, int, bool]] = []  # the last step's tokens, under output_lag_steps = 1
         while True:
             step = engine.schedule()
             if not step.work:
+                release(held)
+                held = []
                 device.busy(False)
                 wake.clear()
                 await wake.wait()
@@ -176,12 +187,12 @@ def create_app(config: SimWorkerConfig) -> FastAPI:
             # (a late wake-up, the Python between steps) does not add up over a reply's steps.
             deadline = max(loop.time(), deadline) + step.duration_s * device.sharers()
             await asyncio.sleep(max(0.0, deadline - loop.time()))
-            for seq in engine.complete(step):
-                queue = streams.get(seq)
-                if queue is not None:
-                    queue.put_nowait(seq.output_tokens)
-                    if seq.state == "finished":
-                        queue.put_nowait(None)
+            tokens = [(seq, seq.output_tokens, seq.state == "finished") for seq in engine.complete(step)]
+            release(held)
+            if config.engine.latency.output_lag_steps:
+                held = tokens
+            else:
+                release(tokens)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:

@@ -40,3 +40,19 @@ def test_two_generators_for_one_page_are_refused(monkeypatch) -> None:
     pages.page("studies/x.md", "X")(lambda results: "")
     with pytest.raises(ValueError, match="two generators"):
         pages.page("studies/x.md", "again")(lambda results: "")
+
+
+def test_the_readmes_snippets_are_what_their_results_render() -> None:
+    readme = (REPO_ROOT / "README.md").read_text()
+    assert pages.fill_snippets(readme, RESULTS) == readme, "README.md's snippets differ: run `python -m bench docs`"
+
+
+def test_a_snippet_the_readme_lacks_or_nobody_renders_is_an_error(monkeypatch) -> None:
+    pages.pages()
+    monkeypatch.setattr(pages, "_SNIPPETS", {"figure": lambda results: "42"})
+    assert pages.fill_snippets("a <!-- snippet:figure -->old<!-- /snippet --> b", RESULTS) == \
+        "a <!-- snippet:figure -->42<!-- /snippet --> b"
+    with pytest.raises(ValueError, match="no <!-- snippet:figure -->"):
+        pages.fill_snippets("no marker", RESULTS)
+    with pytest.raises(ValueError, match="names snippet 'other'"):
+        pages.fill_snippets("<!-- snippet:figure -->x<!-- /snippet --><!-- snippet:other --><!-- /snippet -->", RESULTS)

@@ -17,6 +17,7 @@ from __future__ import annotations
 import importlib
 import json
 import pkgutil
+import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -73,16 +74,50 @@ def generate(results: Path) -> dict[str, str]:
     return {path: banner(p.render.__module__) + p.render(results) for path, p in pages().items()}
 
 
+# Snippets: a figure the README states, filled in between `<!-- snippet:NAME -->` and `<!-- /snippet -->`.
+
+_SNIPPETS: dict[str, Renderer] = {}
+README = "../README.md"  # relative to docs/, like the pages' paths
+SNIPPET = re.compile(r"(<!-- snippet:(?P<name>[a-z0-9-]+) -->)(?P<body>.*?)(<!-- /snippet -->)", re.S)
+
+
+def snippet(name: str) -> Callable[[Renderer], Renderer]:
+    """Register the text of the README's snippet `name`: the function gets the results folder."""
+
+    def register(render: Renderer) -> Renderer:
+        if name in _SNIPPETS:
+            raise ValueError(f"two generators for snippet {name}")
+        _SNIPPETS[name] = render
+        return render
+
+    return register
+
+
+def fill_snippets(text: str, results: Path) -> str:
+    """`text` with every snippet's body rendered anew; a snippet that `text` lacks, or names unregistered, is an error."""
+    pages()  # registers every module's snippets
+    if missing := sorted(set(_SNIPPETS) - {m["name"] for m in SNIPPET.finditer(text)}):
+        raise ValueError(f"README.md has no <!-- snippet:{missing[0]} --> ... <!-- /snippet --> to fill")
+
+    def fill(match: re.Match) -> str:
+        if match["name"] not in _SNIPPETS:
+            raise ValueError(f"README.md names snippet {match['name']!r}, which no module of bench/report/pages renders")
+        return match[1] + _SNIPPETS[match["name"]](results) + match[4]
+
+    return SNIPPET.sub(fill, text)
+
+
 def stale(docs: Path, results: Path) -> list[str]:
-    """The pages under docs/ that are missing or differ from what their results render now."""
-    return [path for path, text in generate(results).items()
-            if not (docs / path).exists() or (docs / path).read_text() != text]
+    """The pages under docs/ (and the README, for its snippets) that are missing or differ from what their results
+    render now."""
+    current = {**generate(results), README: fill_snippets((docs / README).read_text(), results)}
+    return [path for path, text in current.items() if not (docs / path).exists() or (docs / path).read_text() != text]
 
 
 def write(docs: Path, results: Path) -> list[str]:
-    """Write every page; return the ones that changed."""
+    """Write every page and the README's snippets; return what changed."""
     changed = []
-    for path, text in generate(results).items():
+    for path, text in {**generate(results), README: fill_snippets((docs / README).read_text(), results)}.items():
         target = docs / path
         if not target.exists() or target.read_text() != text:
             target.parent.mkdir(parents=True, exist_ok=True)
