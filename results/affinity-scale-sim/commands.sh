@@ -5,7 +5,8 @@
 set -euo pipefail
 PY=${PY:-python}
 OUT=results/affinity-scale-sim
-export NPCBENCH_HOME=${NPCBENCH_HOME:-/tmp/aff-home-1}
+: "${NPCBENCH_HOME:?set NPCBENCH_HOME to a folder of its own for the stack's state and logs}"
+export NPCBENCH_HOME
 FAST=()
 for G in heavy light; do
   for term in request_overhead_ms=0 step_overhead_ms=1 prefill_ms_per_token=0 decode_ms_per_seq=0 decode_ms_per_kv_token=0; do
