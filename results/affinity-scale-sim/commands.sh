@@ -5,7 +5,7 @@
 set -euo pipefail
 PY=${PY:-python}
 OUT=results/affinity-scale-sim
-: "${NPCBENCH_HOME:?set NPCBENCH_HOME to a folder of its own for the stack's state and logs}"
+: "${NPCBENCH_HOME:?set NPCBENCH_HOME to a folder of its own, for the stack state and logs}"
 export NPCBENCH_HOME
 FAST=()
 for G in heavy light; do
