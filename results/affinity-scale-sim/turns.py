@@ -1,5 +1,6 @@
-"""For each NPC's turn after its first in a group, in a run's requests.jsonl: did it move worker, how long had
-the NPC been silent in that group, and how many other pins (distinct group and NPC) were used in between?
+"""In a run's requests.jsonl (every request that reached a worker): per group, how many NPCs two workers
+served; and for each NPC's turn after its first in a group, did it move worker, how long had the NPC been
+silent in that group, and how many other pins (distinct group and NPC) were used in between?
 
     python results/affinity-scale-sim/turns.py results/sweep-gpu-sim-routing-scale/s1-l1-sim/requests.jsonl ...
 """
@@ -24,7 +25,14 @@ def turns(path: str) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
+def npcs_split(path: str) -> dict[str, str]:
+    requests = pd.read_json(path, lines=True)
+    workers = requests[requests.worker.notna()].groupby(["group", "npc_id"]).worker.nunique()
+    return {group: f"{int((counts > 1).sum())} of {len(counts)}" for group, counts in workers.groupby(level=0)}
+
+
 for path in sys.argv[1:]:
+    print(f"{path}: NPCs served by more than one worker: {npcs_split(path)}")
     found = turns(path)
     print(f"{path}: {len(found)} later turns, {int(found.moved.sum())} moved worker")
     print(found.groupby("moved")[["other_pins", "silent_s"]].describe().round(1).T.to_string())
