@@ -197,8 +197,9 @@ class ProxySpec(_Strict):
         100_000, ge=200, description="entries each proxy process's router keeps in memory: LiteLLM caps them at "
         "200, shared by session pins (one per NPC and group it speaks to), cooldowns and usage counts, and evicts "
         "the pins of the NPCs silent longest first: an NPC silent while about 200 other pins are used loses its pin "
-        "and half the time moves to another worker (results/affinity-scale-sim/). A pin takes about 0.5 KB (100,000: 49 MiB, measured with tracemalloc "
-        "on litellm 1.106.2); with a Redis, an evicted pin is read back from it")
+        "and half the time moves to another worker (results/affinity-scale-sim/). A pin takes about 0.5 KB "
+        "(100,000: 49 MiB, measured with tracemalloc on litellm 1.106.2); with a Redis, an evicted pin is read "
+        "back from it")
     # LiteLLM's own switches, to try without new code (`bench overhead --compare NAME --set proxy.extra_env.X=...`).
     extra_env: dict[str, str] = Field(default_factory=dict, description="more environment of the proxy processes, "
                                       "e.g. LITELLM_LOG or DISABLE_AIOHTTP_TRANSPORT; not the key, the Redis password, "
