@@ -3,7 +3,9 @@
 - `authenticate`: LiteLLM's own auth answers a wrong key with 400 "No connected db" when it has no database
   (it would look the key up as a virtual key). The stack has no database and one key, so this
   replaces it: the master key gets in, anything else gets 401 and never reaches a worker.
-- `request_check`: a pre-call hook that refuses what LiteLLM passes on unchecked and a worker would
+- `request_check`: a pre-call hook that first enlarges the router's in-memory cache to `proxy.router_cache_items`
+  (LiteLLM's is 200 entries with no setting to change it; evicted session pins move NPCs to other workers),
+  then refuses what LiteLLM passes on unchecked and a worker would
   accept or choke on: `tool_choice="sometimes"` (vLLM answers it with 200), `messages` that are not a
   list of role-bearing objects (LiteLLM reports those as an APIConnectionError), tool parameters that
   are not a JSON Schema (vLLM reports "Invalid grammar specification").
@@ -25,7 +27,7 @@ from litellm.proxy._types import LitellmUserRoles, UserAPIKeyAuth
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from serve.common import error_lines
-from serve.render import MASTER_KEY_ENV
+from serve.render import MASTER_KEY_ENV, ROUTER_CACHE_ITEMS_ENV
 
 CHAT_CALL_TYPES = {"completion", "acompletion"}
 
@@ -96,8 +98,20 @@ def schema_problem(schema_json: str) -> str | None:
     return None
 
 
+def size_router_cache(router: Any) -> None:
+    """Give the proxy's router (a litellm Router, or None before it exists) an in-memory cache of
+    $NPCBENCH_ROUTER_CACHE_ITEMS entries. LiteLLM's holds 200, shared by session pins, cooldowns and usage counts,
+    and when full evicts the entries closest to expiry: the pins of the NPCs silent longest."""
+    items = int(os.environ.get(ROUTER_CACHE_ITEMS_ENV) or 0)
+    if router is not None and router.cache.in_memory_cache.max_size_in_memory < items:
+        router.cache.update_in_memory_max_size(items)
+
+
 class RequestCheck(CustomLogger):
     async def async_pre_call_hook(self, user_api_key_dict, cache, data: dict, call_type) -> dict:
+        from litellm.proxy import proxy_server  # loaded by now: it is what imports this module
+
+        size_router_cache(proxy_server.llm_router)  # each request, before routing: the router may be rebuilt
         if call_type in CHAT_CALL_TYPES and (problem := request_problem(data)):
             raise HTTPException(status_code=400, detail=f"invalid chat request: {problem}")
         return data

@@ -17,6 +17,7 @@ VLLM = str(Path(sys.executable).with_name("vllm"))
 MASTER_KEY_ENV = "LITELLM_MASTER_KEY"
 HOOKS = "serve.proxy_hooks"  # the key check and request check the proxy imports
 REDIS_PASSWORD_ENV = "REDIS_PASSWORD"
+ROUTER_CACHE_ITEMS_ENV = "NPCBENCH_ROUTER_CACHE_ITEMS"  # serve/proxy_hooks.py sizes the router's cache from it
 LOCAL_REDIS_HOST = "127.0.0.1"  # where a Redis the stack starts itself listens
 REDIS_SERVER = "redis-server"
 SESSION_AFFINITY = "session-affinity"  # our routing name for simple-shuffle plus LiteLLM's session_affinity check
@@ -41,8 +42,10 @@ def proxy_env(spec: StackSpec, key: str, metrics_dir: Path) -> dict[str, str]:
     processes a shared folder for their Prometheus counters (each process would otherwise answer /metrics with
     only its own), under the spec's `proxy.extra_env`. The caller empties `metrics_dir` before each start.
     A proxy process that crashes in native code (once seen: SIGSEGV, nothing in its log) leaves Python's stack
-    of each thread in its log (faulthandler)."""
-    env = {**spec.proxy.extra_env, **LITELLM_OFFLINE_ENV, MASTER_KEY_ENV: key, "PYTHONFAULTHANDLER": "1"}
+    of each thread in its log (faulthandler). The router's cache size goes by environment because LiteLLM's config
+    has no setting for it (serve/proxy_hooks.py applies it)."""
+    env = {**spec.proxy.extra_env, **LITELLM_OFFLINE_ENV, MASTER_KEY_ENV: key, "PYTHONFAULTHANDLER": "1",
+           ROUTER_CACHE_ITEMS_ENV: str(spec.proxy.router_cache_items)}
     if spec.proxy.num_workers > 1:
         env[PROMETHEUS_MULTIPROC_ENV] = str(metrics_dir)
     return env

@@ -164,7 +164,8 @@ HARNESS_KEY_WORDS: dict[str, tuple[str, ...]] = {
                         "cooldown", "timeout", "redis"),
 }
 HARNESS_PROXY_ENV = ("LITELLM_MASTER_KEY", "REDIS_PASSWORD", "PROMETHEUS_MULTIPROC_DIR", "LITELLM_TELEMETRY",
-                     "PYTHONFAULTHANDLER", "LITELLM_LOCAL_")  # the last: every LITELLM_LOCAL_* offline switch
+                     "PYTHONFAULTHANDLER", "NPCBENCH_ROUTER_CACHE_ITEMS",
+                     "LITELLM_LOCAL_")  # the last: every LITELLM_LOCAL_* offline switch
 HARNESS_PROXY_FLAGS = ("--config", "-c", "--host", "--port", "--num_workers")
 
 
@@ -217,6 +218,13 @@ class ProxySpec(_Strict):
     start_redis: bool = Field(False, description="the stack starts its own redis-server on 127.0.0.1:redis_port, with a "
                               "password made at each start, and the proxy processes share routing state (session pins, "
                               "cooldowns, usage) through it")
+    router_cache_items: int = Field(
+        100_000, ge=200, description="entries each proxy process's router keeps in memory: LiteLLM caps them at "
+        "200, shared by session pins (one per NPC and group it speaks to), cooldowns and usage counts, and evicts "
+        "the pins of the NPCs silent longest first: an NPC silent while about 200 other pins are used loses its pin "
+        "and half the time moves to another worker (results/affinity-scale-sim/). A pin takes about 0.5 KB "
+        "(100,000: 49 MiB, measured with tracemalloc on litellm 1.106.2); with a Redis, an evicted pin is read "
+        "back from it")
     # LiteLLM's own switches, to try without new code (`bench overhead --compare NAME --set proxy.extra_env.X=...`).
     extra_env: dict[str, str] = Field(default_factory=dict, description="more environment of the proxy processes, "
                                       "e.g. LITELLM_LOG or DISABLE_AIOHTTP_TRANSPORT; not the key, the Redis password, "
@@ -239,7 +247,7 @@ class ProxySpec(_Strict):
         flags = [arg for arg in self.extra_args if arg.split("=")[0] in HARNESS_PROXY_FLAGS]
         if env:
             raise ValueError(f"extra_env {', '.join(env)}: the harness sets the proxy's key, Redis password, metrics "
-                             "folder, offline switches and crash traces itself")
+                             "folder, router cache size, offline switches and crash traces itself")
         if flags:
             raise ValueError(f"extra_args {', '.join(flags)}: the harness passes the config, host, port and number "
                              "of processes from the proxy's own fields")

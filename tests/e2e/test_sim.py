@@ -20,6 +20,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
+from litellm.caching.in_memory_cache import DEFAULT_MAX_SIZE_IN_MEMORY
 from openai import OpenAI
 
 from bench.metrics import scrape, total
@@ -29,6 +30,10 @@ from serve.sim.server import VERSION
 from serve.spec import load_profile
 
 REDIS_PORT = 6390
+# gpu-sim with every latency term 0 but a 1 ms step: routing tests need many requests, not the latency model.
+NEAR_INSTANT = [f"groups.{group}.sim.{term}" for group in ("heavy", "light") for term in (
+    "request_overhead_ms=0", "step_overhead_ms=1", "prefill_ms_per_token=0", "decode_ms_per_seq=0",
+    "decode_ms_per_kv_token=0")]
 SHARED = ["proxy.num_workers=2", "proxy.start_redis=true", f"proxy.redis_port={REDIS_PORT}"]
 FAILING_PORTS = {"shared": 4199, "unshared": 4299}  # the failing worker of the stacks on 4106 and 4200
 
@@ -291,3 +296,27 @@ def test_client_token_counts_agree_with_the_simulators_counters(sim_run: Path) -
     assert client_tokens <= server.generation_tokens_total <= client_tokens + slack, (client_tokens, server)
     assert int(df.prompt_tokens[~interrupted].sum()) <= server.prompt_tokens_total
     assert server.prefix_cache_hit_rate["all"] > 0  # faction prefixes are shared across NPCs
+
+
+@pytest.fixture(scope="module")
+def lone_proxy(tmp_path_factory) -> Iterator[dict[str, str]]:
+    """A gpu-sim stack on 4400 as a single machine runs it by default: one proxy process, no Redis, so session
+    pins live only in that process's router cache."""
+    yield from gpu_sim_stack(tmp_path_factory.mktemp("lone-home"), 4400, NEAR_INSTANT)
+
+
+def test_session_pins_hold_for_more_npcs_than_litellms_router_cache(lone_proxy: dict[str, str]) -> None:
+    """More NPCs than LiteLLM's router cache holds by default (200 entries), each silent while all the others
+    speak: with that cache each NPC's pin is evicted before its next turn, and about half move worker
+    (results/affinity-scale-sim/)."""
+    state = status(lone_proxy)
+    assert state["redis"] is None and state["spec"]["proxy"]["num_workers"] == 1  # nothing else holds the pins
+    npcs, client = DEFAULT_MAX_SIZE_IN_MEMORY + 50, proxy_client(lone_proxy)
+    seen: dict[str, set[str]] = {}
+    for _turn, npc in itertools.product(range(2), range(npcs)):
+        raw = client.chat.completions.with_raw_response.create(
+            model="light", messages=[{"role": "user", "content": "hi"}], max_tokens=2,
+            extra_body={"metadata": {"session_id": f"npc-{npc}"}})
+        seen.setdefault(f"npc-{npc}", set()).add(raw.headers["x-litellm-model-id"])
+    split = {npc: workers for npc, workers in seen.items() if len(workers) > 1}
+    assert len(seen) == npcs and split == {}, f"{len(split)} of {npcs} NPCs served by more than one worker: {split}"

@@ -6,10 +6,11 @@ import asyncio
 
 import pytest
 from fastapi import HTTPException
+from litellm import Router
 from litellm.proxy.types_utils.utils import get_instance_fn
 
 from serve import proxy_hooks
-from serve.render import MASTER_KEY_ENV, litellm_config
+from serve.render import MASTER_KEY_ENV, ROUTER_CACHE_ITEMS_ENV, litellm_config
 from serve.spec import load_profile
 
 KEY = "sk-npc-test-0123456789abcdef"
@@ -75,3 +76,32 @@ def test_tool_parameters_must_be_a_json_schema() -> None:
         "sector": {"type": "string", "maxLength": -1}}}}}]
     problem = proxy_hooks.request_problem({"messages": HI, "tools": [*TOOLS, *bad]})
     assert problem.startswith("tools[1].function.parameters is not a valid JSON Schema") and "maxLength" in problem
+
+
+def pins_kept(router: Router, npcs: int) -> int:
+    """How many of `npcs` session pins, set one after another, the router's cache still holds."""
+    keys = [f"deployment_affinity:v1:session:light:unscoped:npc-{i}" for i in range(npcs)]
+    for key in keys:
+        router.cache.in_memory_cache.set_cache(key, {"model_id": "light-0"}, ttl=3600)
+    return sum(router.cache.in_memory_cache.get_cache(key) is not None for key in keys)
+
+
+def a_router() -> Router:
+    return Router(model_list=[{"model_name": "light", "litellm_params": {"model": "hosted_vllm/m",
+                                                                        "api_base": "http://127.0.0.1:9/v1"}}])
+
+
+def test_litellms_own_router_cache_drops_pins_beyond_200() -> None:
+    assert pins_kept(a_router(), 300) < 300  # what the hook is for; if this fails, LiteLLM changed its cache
+
+
+def test_the_hook_gives_the_router_room_for_every_npcs_pin_before_routing(monkeypatch) -> None:
+    from litellm.proxy import proxy_server
+
+    monkeypatch.setenv(ROUTER_CACHE_ITEMS_ENV, "1000")
+    router = a_router()
+    monkeypatch.setattr(proxy_server, "llm_router", router)
+    asyncio.run(proxy_hooks.request_check.async_pre_call_hook(None, None, {"messages": HI}, "acompletion"))
+    assert pins_kept(router, 900) == 900
+    monkeypatch.setattr(proxy_server, "llm_router", None)  # before the proxy has built its router: nothing to do
+    asyncio.run(proxy_hooks.request_check.async_pre_call_hook(None, None, {"messages": HI}, "acompletion"))

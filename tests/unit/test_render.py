@@ -10,6 +10,7 @@ import pytest
 
 from serve.render import (
     MASTER_KEY_ENV,
+    ROUTER_CACHE_ITEMS_ENV,
     litellm_command,
     litellm_config,
     proxy_env,
@@ -138,6 +139,15 @@ def test_session_affinity_is_simple_shuffle_plus_litellms_session_check() -> Non
     assert router["optional_pre_call_checks"] == ["session_affinity"]
     plain = litellm_config(load_profile("cpu", ["proxy.routing_strategy=least-busy"]))["router_settings"]
     assert plain["routing_strategy"] == "least-busy" and "optional_pre_call_checks" not in plain
+
+
+@pytest.mark.parametrize("profile", ["cpu", "gpu"])
+def test_the_proxys_router_cache_holds_a_games_session_pins_unless_told(profile: str, tmp_path) -> None:
+    assert int(proxy_env(load_profile(profile), "k" * 32, tmp_path)[ROUTER_CACHE_ITEMS_ENV]) >= 10_000
+    told = proxy_env(load_profile(profile, ["proxy.router_cache_items=5000"]), "k" * 32, tmp_path)
+    assert told[ROUTER_CACHE_ITEMS_ENV] == "5000"
+    with pytest.raises(SpecError, match="router_cache_items"):  # below LiteLLM's own 200 would shrink it
+        load_profile(profile, ["proxy.router_cache_items=100"])
 
 
 def test_several_proxy_processes_share_one_metrics_folder(tmp_path) -> None:
