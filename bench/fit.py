@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any
 from pydantic import BaseModel, ConfigDict, Field
 
 from bench.errors import MixError
-from bench.npc import NPC, NPC_TOOLS
+from bench.load.npc import NPC, NPC_TOOLS
 from bench.spec import BENCH_DIR, CLASSES_FILE
 from serve import is_provisioned
 

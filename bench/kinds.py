@@ -1,6 +1,6 @@
 """What each kind of NPC request does differently, in one table: a new traffic kind is one row here (and
-the classes that use it in classes.toml). The prompt (bench/npc.py), the client (bench/client.py), class
-validation (bench/spec.py) and the summary (bench/summary.py) read it."""
+the classes that use it in classes.toml). The prompt (bench/load/npc.py), the client (bench/load/client.py), class
+validation (bench/spec.py) and the summary (bench/report/summary.py) read it."""
 
 from __future__ import annotations
 

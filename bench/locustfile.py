@@ -24,26 +24,26 @@ import gevent.pool
 from locust import LoadTestShape, User, events, task
 from locust.runners import MasterRunner, WorkerRunner
 
-from bench.client import Direct, connect, send
-from bench.decisions import Cancelled, NpcTick, TickLedger, decision_figures, decisions_by_class
 from bench.fit import check_fits
 from bench.load.child import stop_budget_s
 from bench.load.classes import ClassPicker
+from bench.load.client import Direct, connect, send
+from bench.load.decisions import Cancelled, NpcTick, TickLedger, decision_figures, decisions_by_class
 from bench.load.events import fire_request
 from bench.load.figures import NpcFigures
 from bench.load.folder import new_manifest, note_start
 from bench.load.loops import LoadCost, scrape_loop
+from bench.load.npc import NPC
 from bench.load.relay import FINISH_MESSAGE, RECORDS_MESSAGE, MasterRelay, WorkerRelay
 from bench.load.reports import server_summary, write_locust_reports
-from bench.npc import NPC
+from bench.load.scrape import ServerScraper, Target
+from bench.load.webform import add_figures_tab, add_start_page
 from bench.options import LoadOptions
 from bench.records import RequestRecord, RunStatus, meets_slo
+from bench.report.summary import summarize
 from bench.rundir import RunDir, new_run_id, read_requests, reset_prefix_caches, write_ticks
-from bench.scrape import ServerScraper, Target
 from bench.shapes.tick import TickBurst
 from bench.spec import ResolvedMix, direct_worker, load_mix, mix_names
-from bench.summary import summarize
-from bench.webform import add_figures_tab, add_start_page
 from serve import NOT_READY, StackState, master_key, ready_state, redis_commands
 
 # The workers' counters the run summary compares with what the client counted.
@@ -318,7 +318,7 @@ RUN = LocustRun()
 
 @events.init.add_listener
 def _web_pages(environment, web_ui=None, **kwargs) -> None:
-    if web_ui is not None:  # the web UI opens on our own form: mix first; the NPC figures get a tab (bench/webform.py)
+    if web_ui is not None:  # the web UI opens on our own form: mix first; the NPC figures get a tab (bench/load/webform.py)
         add_start_page(web_ui, MIXES)
         add_figures_tab(web_ui, lambda: RUN.figures.tab_rows(), lambda: RUN.figures.csv_text())
 

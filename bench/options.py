@@ -13,7 +13,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from serve import settings
 
 DEFAULT_MIX = "npc-cpu"
-Client = Literal["lean", "openai"]  # the request paths bench/exchange.py registers
+Client = Literal["lean", "openai"]  # the request paths bench/load/exchange.py registers
 
 
 class LoadOptions(BaseModel):

@@ -6,7 +6,7 @@ from typing import Literal
 
 from pydantic import BaseModel, Field, computed_field, field_validator
 
-from bench.decisions import DecisionFigures
+from bench.load.decisions import DecisionFigures
 from bench.spec import SLO, ResolvedMix
 from serve import Gpu, StackSpec
 

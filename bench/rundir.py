@@ -29,8 +29,8 @@ import httpx
 import pandas as pd
 from pydantic import BaseModel
 
-from bench.decisions import NpcTick
-from bench.metrics import PREFIX_CACHE_HITS, PREFIX_CACHE_QUERIES, Samples, cache_config, fetch
+from bench.load.decisions import NpcTick
+from bench.load.metrics import PREFIX_CACHE_HITS, PREFIX_CACHE_QUERIES, Samples, cache_config, fetch
 from bench.records import (
     CacheState,
     EnvLock,

@@ -1,5 +1,5 @@
 """`python -m bench calibrate --worker NAME`: fit the simulated worker's latency model to real vLLM workers, probed
-one at a time (bench/calibrate.py); `--refit FILE` fits an earlier calibration's probes again."""
+one at a time (bench/lab/calibrate.py); `--refit FILE` fits an earlier calibration's probes again."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ from bench.cli._stack import ready_stack
 from bench.rundir import new_run_id
 
 if TYPE_CHECKING:
-    from bench.calibrate import Calibration
+    from bench.lab.calibrate import Calibration
 
 HELP = "fit the simulated worker's latency model to real workers"
 
@@ -31,10 +31,10 @@ def print_fits(record: Calibration) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from bench.calibrate import run_calibration
+    from bench.lab.calibrate import run_calibration
 
     if args.refit:  # the probes of an earlier calibration, fitted again by this code's model
-        from bench.calibrate import Calibration, refit
+        from bench.lab.calibrate import Calibration, refit
         from serve import batched_tokens
 
         path = Path(args.refit)

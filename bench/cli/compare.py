@@ -7,7 +7,7 @@ import argparse
 import sys
 
 from bench.cli import CommandError
-from bench.stats import LEVEL
+from bench.report.stats import LEVEL
 
 ORDER = 5
 HELP = "runs or sweep points side by side, per class, with the differences' confidence intervals"
@@ -21,7 +21,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from bench.compare import CompareError, compare, load_subjects, provenance_warnings, render
+    from bench.report.compare import CompareError, compare, load_subjects, provenance_warnings, render
 
     try:
         subjects = [subject for path in args.paths for subject in load_subjects(path)]

@@ -1,5 +1,5 @@
 """`python -m bench fidelity`: this bench and `vllm bench serve` on one worker and one fixed workload, side by side
-(bench/fidelity.py); exit 1 when they do not agree within the tolerance."""
+(bench/lab/fidelity.py); exit 1 when they do not agree within the tolerance."""
 
 from __future__ import annotations
 
@@ -25,8 +25,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from bench.fidelity import run_fidelity
-    from bench.fidelity import table as fidelity_table
+    from bench.lab.fidelity import run_fidelity
+    from bench.lab.fidelity import table as fidelity_table
 
     state = ready_stack()
     if not any(w.name == args.direct for w in state.workers):

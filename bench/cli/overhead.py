@@ -1,5 +1,5 @@
 """`python -m bench overhead`: the latency and CPU the proxy adds per request, direct to the workers and through it
-(bench/overhead.py), optionally beside a second proxy with other settings (`--compare NAME --set proxy.X=V`)."""
+(bench/lab/overhead.py), optionally beside a second proxy with other settings (`--compare NAME --set proxy.X=V`)."""
 
 from __future__ import annotations
 
@@ -28,7 +28,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from bench.overhead import run_overhead
+    from bench.lab.overhead import run_overhead
 
     state = ready_stack()
     run_id = args.run_id or new_run_id(f"overhead-{args.label}")

@@ -19,9 +19,9 @@ from bench.load.child import run_until_done, stop_budget_s
 from bench.options import LoadOptions
 from bench.report.console import print_summary
 from bench.report.html import report_after_run
+from bench.report.stats import LEVEL
 from bench.rundir import DIRTY_TREE_NOTE, git_info, labelled_run_id, new_run_id, read_manifest
 from bench.spec import ResolvedMix
-from bench.stats import LEVEL
 from serve import StackState
 
 ORDER = 1
@@ -60,7 +60,7 @@ def run(args: argparse.Namespace) -> int:
         if (code := run_once(args, state, mix, run_dir)) != 0:
             return code
     if len(run_dirs) > 1:
-        from bench.compare import compare, render, repeats
+        from bench.report.compare import compare, render, repeats
 
         subject = repeats(run_id, run_dirs)
         print(f"\n{len(run_dirs)} repeats, each figure with its {LEVEL:.0%} interval (latency percentiles "

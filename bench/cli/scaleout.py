@@ -1,5 +1,5 @@
 """`python -m bench scaleout --npcs N --ambient-every-s S`: load-generator processes, proxy processes and Redis for a
-game's load, from the harness's measured ceilings (bench/scaleout.py)."""
+game's load, from the harness's measured ceilings (bench/lab/scaleout.py)."""
 
 from __future__ import annotations
 
@@ -23,7 +23,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from bench.scaleout import GameLoad, measured_ceilings, plan, render
+    from bench.lab.scaleout import GameLoad, measured_ceilings, plan, render
 
     load = GameLoad(npcs=args.npcs, ambient_every_s=args.ambient_every_s, dialogue_share=args.dialogue_share,
                     dialogue_every_s=args.dialogue_every_s)

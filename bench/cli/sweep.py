@@ -18,6 +18,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from bench.sweep import run_sweep
+    from bench.lab.sweep import run_sweep
 
     return run_sweep(Path(args.grid), Path(args.results_dir), resume=not args.restart)

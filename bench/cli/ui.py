@@ -19,7 +19,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from bench.webform import START_PATH
+    from bench.load.webform import START_PATH
 
     state = ready_stack()
     print(f"Web UI: http://{args.web_host}:{args.web_port}{START_PATH}  (pick a mix and start it; then Locust's own "

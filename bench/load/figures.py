@@ -1,6 +1,6 @@
 """The NPC figures of a run: what the bench judges of its requests and of the NPCs' game ticks, which are not
 requests and so are not in Locust's request stats (bench/load/events.py). Live on the web UI's "NPC figures" tab
-(bench/webform.py), and written by a run as `locust_npc_figures.csv`.
+(bench/load/webform.py), and written by a run as `locust_npc_figures.csv`.
 
 Pure Python, so it is tested without Locust (importing Locust monkey-patches the whole interpreter for gevent).
 """
@@ -14,7 +14,7 @@ from typing import Any
 
 import numpy as np
 
-from bench.decisions import NpcTick
+from bench.load.decisions import NpcTick
 from bench.records import RequestRecord
 
 FAILED_OUTCOMES = ("error", "timeout", "tool_invalid")  # a failed request: a failure in Locust's request stats
@@ -87,7 +87,7 @@ class NpcFigures:
         return rows
 
     def tab_rows(self) -> list[dict[str, Any]]:
-        """The rows as the web UI's tab shows them (bench/webform.py's FIGURES_COLUMNS)."""
+        """The rows as the web UI's tab shows them (bench/load/webform.py's FIGURES_COLUMNS)."""
         return [{"figure": r["figure"], "cls": r["cls"], "count": r["count"],
                  "share": "" if r["share"] is None else f"{r['share']:.0%} {FIGURES[r['kind']][1]}",
                  "median": r["median_ms"], "p95": r["p95_ms"], "max": r["max_ms"]} for r in self.rows()]

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from bench.client import Direct
-from bench.metrics import Samples
+from bench.load.client import Direct
+from bench.load.metrics import Samples
 from bench.records import Manifest
 from bench.rundir import DIRTY_TREE_NOTE, SIMULATED_NOTE, cache_state, provenance, worker_cache_config, worker_startup
 from bench.spec import ResolvedMix

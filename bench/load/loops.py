@@ -11,8 +11,8 @@ from collections.abc import Callable
 import gevent
 import pandas as pd
 
+from bench.load.scrape import ServerScraper
 from bench.records import ClientLoad
-from bench.scrape import ServerScraper
 from serve import pid_alive
 
 LAG_PROBE_S = 0.1

@@ -9,11 +9,11 @@ from locust.html import get_html_report
 from locust.stats import PERCENTILES_TO_REPORT, StatsCSV
 
 from bench.load.figures import NpcFigures
-from bench.metrics import CounterWindow, prefix_cache_hit_rates
+from bench.load.metrics import CounterWindow, prefix_cache_hit_rates
+from bench.load.scrape import CPU_METRIC
 from bench.records import ServerSummary
+from bench.report.summary import memory_trend
 from bench.rundir import RunDir, read_server_metrics
-from bench.scrape import CPU_METRIC
-from bench.summary import memory_trend
 from serve import StackState
 
 NPC_FIGURES_CSV = "locust_npc_figures.csv"  # what Locust's stats do not count as requests (bench/load/figures.py)

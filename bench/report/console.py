@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from bench.analysis import sweep_index
+from bench.report.analysis import sweep_index
 from bench.rundir import read_manifest
 
 COLUMNS = ["requests", "n_ok", "n_error", "n_timeout", "n_tool_invalid", "n_interrupted", "n_cancelled", "ttft_p95_s",

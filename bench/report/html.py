@@ -17,7 +17,7 @@ from bench.rundir import SIMULATED_NOTE
 from serve.common import write_atomic
 
 if TYPE_CHECKING:  # the panels bring matplotlib, which every other command can do without
-    from bench.analysis import Run
+    from bench.report.analysis import Run
 
 REPORT = "report.html"
 
@@ -61,7 +61,7 @@ def render(run: Run) -> str:
 
 def write_report(run_dir: Path) -> Path:
     """Write RUN_DIR/report.html; returns its path."""
-    from bench.analysis import load_run
+    from bench.report.analysis import load_run
 
     path = Path(run_dir) / REPORT
     write_atomic(path, render(load_run(run_dir)))

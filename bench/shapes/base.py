@@ -16,8 +16,8 @@ from bench.errors import MixError
 if TYPE_CHECKING:
     import gevent
 
-    from bench.decisions import NpcTick, TickLedger
-    from bench.npc import NPC
+    from bench.load.decisions import NpcTick, TickLedger
+    from bench.load.npc import NPC
     from bench.records import RequestRecord
     from bench.spec import TrafficClass
 

@@ -9,7 +9,7 @@ the deadline (default: the next tick); what it does while its last request is st
 
 `max_in_flight` caps the requests in flight across all NPCs, as a game server's pool of LLM threads does;
 requests beyond it wait for a slot, and the wait counts against their deadline. Each NPC-tick ends fresh,
-late or fallback (bench/decisions.py).
+late or fallback (bench/load/decisions.py).
 """
 
 from __future__ import annotations
@@ -20,11 +20,11 @@ from typing import TYPE_CHECKING, Any, ClassVar, Literal
 import gevent
 from pydantic import Field
 
-from bench.decisions import Cancelled, TickLedger
+from bench.load.decisions import Cancelled, TickLedger
 from bench.shapes.base import LoadShape, Pacer, RunContext, register
 
 if TYPE_CHECKING:
-    from bench.npc import NPC
+    from bench.load.npc import NPC
 
 
 class TickPacer(Pacer):

@@ -24,7 +24,7 @@ from bench.shapes.base import LoadShape, Pacer, RunContext, register
 from serve import REPO_ROOT
 
 if TYPE_CHECKING:
-    from bench.npc import NPC
+    from bench.load.npc import NPC
     from bench.spec import TrafficClass
 
 

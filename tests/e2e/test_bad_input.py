@@ -8,8 +8,8 @@ import time
 import httpx
 import pytest
 
-from bench.metrics import scrape
-from bench.npc import NPC_TOOLS
+from bench.load.metrics import scrape
+from bench.load.npc import NPC_TOOLS
 from tests.e2e.conftest import stack_status
 
 pytestmark = pytest.mark.e2e

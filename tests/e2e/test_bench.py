@@ -13,7 +13,7 @@ import psutil
 import pytest
 from openai import OpenAI
 
-from bench.metrics import PREFIX_CACHE_HITS, scrape, total
+from bench.load.metrics import PREFIX_CACHE_HITS, scrape, total
 from bench.rundir import env_lock, read_manifest, read_requests, read_server_metrics, read_ticks, reset_prefix_caches
 from bench.spec import load_mix
 
@@ -231,7 +231,7 @@ def test_results_and_logs_never_contain_the_proxy_key(stack: dict, default_run: 
 
 
 def test_web_ui_runs_a_selected_mix(stack: dict, tmp_path: Path) -> None:
-    """Start the web UI as a person would, pick a mix in its start form (bench/webform.py), start, and get a results
+    """Start the web UI as a person would, pick a mix in its start form (bench/load/webform.py), start, and get a results
     folder."""
     import httpx
 

@@ -20,7 +20,7 @@ from pathlib import Path
 import openai
 import pytest
 
-from bench.metrics import scrape, total
+from bench.load.metrics import scrape, total
 from serve.supervisor import MAX_RESTARTS
 from tests.e2e.conftest import serve, stack_status
 

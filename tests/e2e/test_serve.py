@@ -15,8 +15,8 @@ import jsonschema
 import pytest
 from openai import OpenAI
 
-from bench.metrics import scrape, total
-from bench.npc import TOOL_SCHEMAS
+from bench.load.metrics import scrape, total
+from bench.load.npc import TOOL_SCHEMAS
 from bench.rundir import read_manifest, read_requests
 from tests.e2e.conftest import serve, stack_status
 

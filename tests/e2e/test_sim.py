@@ -23,7 +23,7 @@ import pytest
 from litellm.caching.in_memory_cache import DEFAULT_MAX_SIZE_IN_MEMORY
 from openai import OpenAI
 
-from bench.metrics import scrape, total
+from bench.load.metrics import scrape, total
 from bench.rundir import SIMULATED_NOTE, read_manifest, read_requests
 from serve.render import REDIS_PASSWORD_ENV
 from serve.sim.server import VERSION

@@ -19,8 +19,8 @@ import subprocess  # noqa: E402
 import sys  # noqa: E402
 import time  # noqa: E402
 
-from bench.client import connect, send  # noqa: E402
-from bench.npc import NPC  # noqa: E402
+from bench.load.client import connect, send  # noqa: E402
+from bench.load.npc import NPC  # noqa: E402
 from bench.spec import load_classes  # noqa: E402
 
 SERVER = ("import time; from tests.unit.fake_server import FakeServer, FakeWorker; "

@@ -2,7 +2,7 @@
 bench must (plain: the JSON body; streamed: SSE line by line, each line timed, then parsed with orjson), against
 the fake worker in its own process. A benchmark figure, not a test. `python -m tests.perf.transports [N]`.
 
-The OpenAI SDK is timed as bench/sdk.py uses it; geventhttpclient (Locust's FastHttpUser's) and httpx with
+The OpenAI SDK is timed as bench/load/sdk.py uses it; geventhttpclient (Locust's FastHttpUser's) and httpx with
 orjson are the candidates. The request is small (a 200-word prompt), so this is the transport's own cost."""
 
 from __future__ import annotations

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from bench import analysis
+from bench.report import analysis
 
 SAMPLE = Path(__file__).resolve().parents[2] / "results" / "sweep-cpu-sample"
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 import pandas as pd
 import pytest
 
-from bench.analysis import knee
-from bench.capacity import (
+from bench.report.analysis import knee
+from bench.report.capacity import (
     ClassLoad,
     ExtrapolationError,
     GameLoad,
@@ -83,7 +83,7 @@ def test_knee_is_where_more_load_stops_paying() -> None:
 
 
 def test_npcs_within_staleness_stops_at_the_first_count_that_failed() -> None:
-    from bench.capacity import npcs_within_staleness
+    from bench.report.capacity import npcs_within_staleness
 
     points = pd.DataFrame([
         {"run_id": f"s0-l{i}", "tick_hz": 1.0, "tick_policy": "skip", "offered_npcs": n, "staleness_p95": p95,

@@ -9,9 +9,9 @@ import time
 
 import pytest
 
-from bench.client import connect, send
-from bench.exchange import ChatPath
-from bench.npc import NPC
+from bench.load.client import connect, send
+from bench.load.exchange import ChatPath
+from bench.load.npc import NPC
 from bench.spec import load_classes
 from tests.unit.fake_server import WORKER, FakeServer, FakeWorker
 

@@ -10,8 +10,8 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from bench.fidelity import FidelityRun
-from bench.overhead import OverheadRun
+from bench.lab.fidelity import FidelityRun
+from bench.lab.overhead import OverheadRun
 from bench.records import Provenance
 from bench.rundir import read_manifest, says_simulated
 from serve.spec import StackSpec

@@ -8,13 +8,23 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from bench import stats
 from bench.cli import main
-from bench.compare import ALL, CompareError, Run, Subject, by_load, compare, compare_by_load, load_subjects, provenance_warnings
 from bench.records import GitState, Manifest, RequestRecord
+from bench.report import stats
+from bench.report.compare import (
+    ALL,
+    CompareError,
+    Run,
+    Subject,
+    by_load,
+    compare,
+    compare_by_load,
+    load_subjects,
+    provenance_warnings,
+)
+from bench.report.summary import summarize
 from bench.rundir import machine_info
 from bench.spec import load_mix
-from bench.summary import summarize
 from serve.common import now_iso
 from serve.spec import load_profile
 

@@ -7,8 +7,8 @@ from types import SimpleNamespace
 
 import pytest
 
-from bench.decisions import Cancelled, NpcTick, TickLedger, decision_figures, decisions_by_class
-from bench.npc import NPC
+from bench.load.decisions import Cancelled, NpcTick, TickLedger, decision_figures, decisions_by_class
+from bench.load.npc import NPC
 from bench.records import RequestRecord
 from bench.shapes.tick import TickBurst
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pandas as pd
 import pytest
 
-from bench.fidelity import bench_figures, bench_mix, vllm_bench_command
+from bench.lab.fidelity import bench_figures, bench_mix, vllm_bench_command
 from bench.spec import load_mix
 from serve.paths import REPO_ROOT, portable
 from serve.render import VLLM
@@ -49,7 +49,7 @@ def test_both_tools_get_the_same_workload(tmp_path) -> None:
 def test_a_failing_tool_is_reported_with_the_end_of_its_log(tmp_path) -> None:
     import sys
 
-    from bench.fidelity import run_logged
+    from bench.lab.fidelity import run_logged
 
     with pytest.raises(RuntimeError, match=r"(?s)vllm bench serve exited with code 3:\nboom\nfull log: "):
         run_logged([sys.executable, "-c", "import sys; print('boom'); sys.exit(3)"], tmp_path / "x.log", "vllm bench serve")

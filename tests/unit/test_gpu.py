@@ -148,7 +148,7 @@ def test_an_extends_loop_is_refused(tmp_path) -> None:
 def test_a_gpu_runs_kv_prediction_is_compared_with_what_vllm_reported() -> None:
     from pathlib import Path
 
-    from bench.analysis import kv_prediction_vs_vllm
+    from bench.report.analysis import kv_prediction_vs_vllm
     from bench.rundir import parse_startup, read_manifest
 
     sample = read_manifest(next(Path("results/sweep-cpu-sample").glob("*/manifest.json")).parent)

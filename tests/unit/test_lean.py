@@ -1,4 +1,4 @@
-"""The lean request path (bench/lean.py) against a fake worker: for every kind of reply it sends the same body
+"""The lean request path (bench/load/lean.py) against a fake worker: for every kind of reply it sends the same body
 and records the same as the OpenAI SDK's path (timings aside, which must be present and ordered alike), and
 it closes every connection it abandons, so the worker stops generating."""
 
@@ -11,10 +11,10 @@ import time
 import gevent
 import pytest
 
-from bench.client import Direct, connect, send
-from bench.decisions import Cancelled
-from bench.lean import LeanPath
-from bench.npc import NPC
+from bench.load.client import Direct, connect, send
+from bench.load.decisions import Cancelled
+from bench.load.lean import LeanPath
+from bench.load.npc import NPC
 from bench.records import RequestRecord
 from bench.spec import load_classes
 from tests.unit.fake_server import FakeServer, FakeWorker

@@ -5,7 +5,7 @@ from __future__ import annotations
 import csv
 import io
 
-from bench.decisions import NpcTick
+from bench.load.decisions import NpcTick
 from bench.load.figures import NONE_SENT, NpcFigures
 from bench.records import RequestRecord
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from bench.metrics import CACHE_CONFIG_FIELDS, CounterWindow, cache_config, kept_for_run, parse_metrics, total
+from bench.load.metrics import CACHE_CONFIG_FIELDS, CounterWindow, cache_config, kept_for_run, parse_metrics, total
 
 CAPTURED = (Path(__file__).parent / "data" / "vllm_cpu_metrics.txt").read_text()
 

@@ -6,8 +6,8 @@ import json
 import random
 from types import SimpleNamespace
 
-from bench.client import tool_call_problem
-from bench.npc import NPC, faction_prefix
+from bench.load.client import tool_call_problem
+from bench.load.npc import NPC, faction_prefix
 from bench.spec import load_classes
 
 CLASSES = load_classes("cpu")

@@ -47,8 +47,8 @@ def test_a_misspelt_or_negative_option_is_refused() -> None:
 
 
 def test_the_client_choices_are_the_registered_request_paths_and_lean_is_the_default() -> None:
-    import bench.client  # noqa: F401  (registers the paths)
-    from bench.exchange import PATHS
+    import bench.load.client  # noqa: F401  (registers the paths)
+    from bench.load.exchange import PATHS
 
     assert set(LoadOptions.CLIENTS) == set(PATHS) and LoadOptions().client == "lean"
     assert parse(["--client", "openai"]).client == "openai"

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pandas as pd
 
-from bench.overhead import phase_row
+from bench.lab.overhead import phase_row
 
 
 def test_a_proxy_phase_row_counts_errors_and_divides_cpu_by_requests() -> None:

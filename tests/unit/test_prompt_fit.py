@@ -18,7 +18,7 @@ from bench.fit import (
     longest_request,
     tokenizer_dir,
 )
-from bench.npc import NPC_TOOLS
+from bench.load.npc import NPC_TOOLS
 from bench.spec import MixError, load_classes, load_mix, mix_names
 from serve.spec import load_profile
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pandas as pd
 import pytest
 
-from bench.analysis import Run, load_run
+from bench.report.analysis import Run, load_run
 from bench.report.panels import cell, panels
 from bench.report.panels.classes import classes
 from bench.report.panels.cost import cost, process_table

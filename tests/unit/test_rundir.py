@@ -9,8 +9,9 @@ from datetime import UTC, datetime
 import pytest
 
 from bench.cli import main
-from bench.metrics import PREFIX_CACHE_HITS, PREFIX_CACHE_QUERIES
+from bench.load.metrics import PREFIX_CACHE_HITS, PREFIX_CACHE_QUERIES
 from bench.records import EnvLock, GitState, Manifest, PrefixCacheCounters, RequestRecord, lock_mismatch
+from bench.report.summary import summarize
 from bench.rundir import (
     DIRTY_TREE_NOTE,
     RunDir,
@@ -24,7 +25,6 @@ from bench.rundir import (
     says_simulated,
 )
 from bench.spec import load_mix
-from bench.summary import summarize
 from serve.common import now_iso
 from serve.spec import load_profile
 from serve.tasks import STAMP_NAME

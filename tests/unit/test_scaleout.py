@@ -1,8 +1,8 @@
-"""The scale-out plan's arithmetic, worked by hand (bench/scaleout.py)."""
+"""The scale-out plan's arithmetic, worked by hand (bench/lab/scaleout.py)."""
 
 from __future__ import annotations
 
-from bench.scaleout import Ceilings, GameLoad, plan
+from bench.lab.scaleout import Ceilings, GameLoad, plan
 
 
 def test_a_scale_out_plan_is_the_games_requests_times_each_parts_cpu() -> None:

@@ -8,10 +8,10 @@ import random
 import openai
 import pandas as pd
 
-from bench.client import send
-from bench.metrics import prefix_cache_hit_rates
-from bench.npc import NPC
-from bench.scrape import CPU_METRIC, RSS_METRIC, ServerScraper, Target
+from bench.load.client import send
+from bench.load.metrics import prefix_cache_hit_rates
+from bench.load.npc import NPC
+from bench.load.scrape import CPU_METRIC, RSS_METRIC, ServerScraper, Target
 from bench.spec import load_classes
 from tests.unit.fake_server import FakeServer, FakeWorker
 

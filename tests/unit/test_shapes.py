@@ -6,7 +6,7 @@ import random
 import time
 from types import SimpleNamespace
 
-from bench.npc import NPC
+from bench.load.npc import NPC
 from bench.shapes import LoadShape
 from bench.shapes.closed import ClosedLoop
 from bench.shapes.poisson import Poisson

@@ -8,7 +8,7 @@ import json
 import jsonschema
 import pytest
 
-from bench.npc import NPC_TOOLS, TOOL_SCHEMAS
+from bench.load.npc import NPC_TOOLS, TOOL_SCHEMAS
 from serve.gpu import plan_worker
 from serve.render import sim_config, vllm_env, worker_command
 from serve.sim.engine import Engine, EngineConfig, Sequence
@@ -225,7 +225,7 @@ def test_a_sim_engine_and_its_latency_model_come_together(change: list[str]) -> 
 
 
 def test_calibration_recovers_the_terms_that_made_its_probes() -> None:
-    from bench.calibrate import DECODE_TOKENS, Probe, fit
+    from bench.lab.calibrate import DECODE_TOKENS, Probe, fit
 
     def ttft_ms(prompt: int) -> float:  # 5 ms per request, 20 a step, 0.8 a token, 0.0001 a token pair;
         return 5 + 20 * -(-prompt // 2048) + 0.8 * prompt + 0.0001 * prompt**2 / 2  # 3,000 tokens: 2 steps

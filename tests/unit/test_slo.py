@@ -6,8 +6,8 @@ import pandas as pd
 import pytest
 
 from bench.records import RequestRecord, meets_slo
+from bench.report.summary import summarize
 from bench.spec import SLO
-from bench.summary import summarize
 
 
 def record(**fields) -> RequestRecord:
@@ -61,9 +61,9 @@ def test_summary_goodput_and_miss_rate() -> None:
 
 
 def test_memory_trend_fits_the_second_half_of_the_run() -> None:
+    from bench.load.scrape import RSS_METRIC
     from bench.records import MemoryTrend
-    from bench.scrape import RSS_METRIC
-    from bench.summary import memory_trend
+    from bench.report.summary import memory_trend
 
     mib = 2**20
     t = list(range(0, 120, 10))
@@ -77,7 +77,7 @@ def test_memory_trend_fits_the_second_half_of_the_run() -> None:
 
 
 def test_prefix_cache_hit_rates_per_worker_group_and_all() -> None:
-    from bench.metrics import CounterWindow, prefix_cache_hit_rates
+    from bench.load.metrics import CounterWindow, prefix_cache_hit_rates
 
     window = CounterWindow()
     for name, hits, queries in (("light-0", 30, 100), ("light-1", 10, 100), ("heavy-0", 0, 0)):

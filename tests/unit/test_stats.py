@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from bench.stats import MIN_SAMPLES, bootstrap, bootstrap_difference, difference_t, mean_t
+from bench.report.stats import MIN_SAMPLES, bootstrap, bootstrap_difference, difference_t, mean_t
 
 
 def test_mean_over_three_runs_has_students_t_interval() -> None:

@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
+from bench.lab.sweep import grid, load_sweep, overrides, serve_points
 from bench.spec import MixError
-from bench.sweep import grid, load_sweep, overrides, serve_points
 
 SWEEPS = __import__("pathlib").Path(__file__).parents[2] / "bench" / "sweeps"
 
@@ -63,7 +63,7 @@ def test_an_unknown_mix_in_the_load_grid_fails_before_anything_starts(tmp_path) 
 
 
 def test_repeats_name_each_run_of_a_load_point(tmp_path) -> None:
-    from bench.sweep import run_name
+    from bench.lab.sweep import run_name
 
     path = tmp_path / "twice.toml"
     path.write_text('mix = "ambient"\nrepeats = 2\n[load]\nnpcs = [1, 2]\n')
@@ -90,9 +90,9 @@ def test_committed_single_run_sweeps_say_how_their_results_ran() -> None:
 
 
 def test_a_simulated_sweeps_runs_end_in_sim_before_their_repeat() -> None:
-    from bench.compare import _point_of
+    from bench.lab.sweep import run_name
+    from bench.report.compare import _point_of
     from bench.rundir import says_simulated
-    from bench.sweep import run_name
 
     names = [run_name(0, 1, r, 2, simulated=True) for r in range(2)]
     assert names == ["s0-l1-sim-r0", "s0-l1-sim-r1"] and all(says_simulated(n) for n in names)
@@ -106,7 +106,7 @@ def test_the_index_and_the_intervals_say_which_points_were_simulated(tmp_path) -
 
     import pandas as pd
 
-    from bench.sweep import _index_row, write_intervals
+    from bench.lab.sweep import _index_row, write_intervals
 
     results = Path(__file__).resolve().parents[2] / "results"
     sweep_dir = tmp_path / "sweep-sim"

@@ -9,7 +9,7 @@ from types import SimpleNamespace
 import pytest
 
 from bench.errors import MixError
-from bench.npc import NPC
+from bench.load.npc import NPC
 from bench.shapes.trace import TraceReplay, read_trace
 from bench.spec import load_mix
 

@@ -1,4 +1,4 @@
-"""The web UI's start page (bench/webform.py): its fields come first and in order, it refuses what the mix cannot run,
+"""The web UI's start page (bench/load/webform.py): its fields come first and in order, it refuses what the mix cannot run,
 it starts the run the way Locust's /swarm does and sends the person to Locust's charts. Checked on a bare Flask app
 (no Locust in this process: importing it patches the whole interpreter for gevent), then through `python -m bench ui`
 against the fake stack, and in a headless Chromium where one is installed."""
@@ -26,10 +26,10 @@ from flask import Flask
 
 from bench.errors import MixError
 from bench.load.child import stop_budget_s
+from bench.load.webform import CHARTS_URL, FIGURES_PATH, FIGURES_TAB, START_PATH, add_start_page, options_from_form
 from bench.options import LoadOptions
 from bench.rundir import read_manifest
 from bench.spec import mix_names
-from bench.webform import CHARTS_URL, FIGURES_PATH, FIGURES_TAB, START_PATH, add_start_page, options_from_form
 from serve.spec import load_profile
 from serve.state import state_path
 

@@ -8,10 +8,10 @@ from typing import Any
 
 import pandas as pd
 
-from bench.compare import ALL, Subject, compare, interval, load_subjects
 from bench.records import Manifest
+from bench.report.compare import ALL, Subject, compare, interval, load_subjects
 from bench.report.pages import measured, page, render, sweep_manifests
-from bench.stats import Interval
+from bench.report.stats import Interval
 from serve import load_profile
 
 SWEEP, SINGLE = "sweep-cpu-defaults-repeats", "sweep-cpu-defaults"

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from bench.fidelity import FidelityRun
+from bench.lab.fidelity import FidelityRun
 from bench.report.pages import _signed_pct, measured, page, render
 
 FIRST = "fidelity-cpu"

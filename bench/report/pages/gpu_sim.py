@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from bench.analysis import sweep_index
+from bench.report.analysis import sweep_index
 from bench.report.pages import page, render
 from bench.report.pages.scale_provenance import SIMULATED_NOTICE, of_run, provenance
 from bench.rundir import read_manifest, read_requests

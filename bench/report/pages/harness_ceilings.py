@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from bench.overhead import OverheadRun, Row
+from bench.lab.overhead import OverheadRun, Row
 from bench.records import Manifest
 from bench.report.pages import page, render
 from bench.report.pages.scale_provenance import SIMULATED_NOTICE, of_manifest, of_overhead, provenance

@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pandas as pd
 
-from bench.analysis import sweep_points
 from bench.records import Manifest
+from bench.report.analysis import sweep_points
 from bench.report.pages import _pct, measured, page, render, sweep_manifests
 from bench.rundir import read_requests
 from bench.shapes.tick import TickBurst

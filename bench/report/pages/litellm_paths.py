@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from bench.overhead import OverheadRun, Row
+from bench.lab.overhead import OverheadRun, Row
 from bench.report.pages import page, render
 from bench.report.pages.scale_provenance import SIMULATED_NOTICE, of_overhead, provenance
 from bench.rundir import labelled_run_id

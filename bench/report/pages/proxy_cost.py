@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from bench.overhead import OverheadRun
+from bench.lab.overhead import OverheadRun
 from bench.report.pages import measured, page, render
 
 RUN = "overhead-cpu-before-after"

@@ -6,9 +6,9 @@ from pathlib import Path
 
 import pandas as pd
 
-from bench.compare import Subject, compare, load_subjects
+from bench.report.compare import Subject, compare, load_subjects
 from bench.report.pages import measured, page, render
-from bench.stats import Interval
+from bench.report.stats import Interval
 from serve import load_profile, profile_names
 
 SWEEP, FIRST_PASS = "sweep-cpu-priority-repeats", "sweep-cpu-priority"

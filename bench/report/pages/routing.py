@@ -6,9 +6,9 @@ from pathlib import Path
 
 import pandas as pd
 
-from bench.compare import ALL, Subject, by_load, compare, interval, load_subjects
+from bench.report.compare import ALL, Subject, by_load, compare, interval, load_subjects
 from bench.report.pages import measured, page, render
-from bench.stats import Interval
+from bench.report.stats import Interval
 from serve import ProxySpec
 
 SWEEP = "sweep-cpu-routing-repeats"

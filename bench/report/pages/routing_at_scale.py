@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from bench.analysis import routing_balance, sweep_index
+from bench.report.analysis import routing_balance, sweep_index
 from bench.report.pages import page, render
 from bench.report.pages.scale_provenance import (
     LITELLM_PIN_CACHE_ENTRIES,

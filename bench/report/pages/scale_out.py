@@ -1,17 +1,17 @@
-"""docs/studies/scale-out.md: `python -m bench scaleout` for a 4,000-NPC game, computed by bench/scaleout.py from the
+"""docs/studies/scale-out.md: `python -m bench scaleout` for a 4,000-NPC game, computed by bench/lab/scaleout.py from the
 (SIMULATED-engine) ceilings in results/harness-ceilings/."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
-from bench.overhead import OverheadRun
+from bench.lab.overhead import OverheadRun
+from bench.lab.scaleout import HEADROOM, GameLoad, measured_ceilings, plan
+from bench.lab.scaleout import render as render_plan
 from bench.report.pages import page, render
 from bench.report.pages.harness_ceilings import redis_rates
 from bench.report.pages.scale_provenance import SIMULATED_NOTICE, of_overhead, of_run, provenance
 from bench.rundir import read_manifest
-from bench.scaleout import HEADROOM, GameLoad, measured_ceilings, plan
-from bench.scaleout import render as render_plan
 
 CEILINGS = "harness-ceilings"
 LEAN = "proxy-paths/lean-sim"  # the lighter proxy path, measured beside the default in one run
@@ -21,7 +21,7 @@ TEMPLATE = """# SIMULATED: A scale-out plan
 
 {{ notice }}
 `python -m bench scaleout` computes what surrounds the GPUs for a game's load from the
-[harness's ceilings](harness-ceilings.md) (`bench/scaleout.py`): each part's cores are its requests/s times its CPU
+[harness's ceilings](harness-ceilings.md) (`bench/lab/scaleout.py`): each part's cores are its requests/s times its CPU
 per request, planned at {{ headroom | pct }} a core, one process per core. For a game of {{ load.npcs | num }} NPCs
 with an ambient decision every {{ load.ambient_every_s | num }} s and {{ load.dialogue_share | pct }} of them in a
 dialogue turn every {{ load.dialogue_every_s | num }} s, with one Redis's rate taken as the slowest command of
@@ -55,7 +55,7 @@ a studio's own machine.
 - The ceilings: {{ sources }} in `results/{{ ceilings }}/`, made by `results/{{ ceilings }}/commands.sh`.
   {{ ceilings_provenance }}
 - The lean saving: `results/{{ lean }}/`, made by `results/proxy-paths/commands.sh`. {{ lean_provenance }}
-- The plan is arithmetic on them, done by `bench/scaleout.py` when this page is generated (the date, commit and tree
+- The plan is arithmetic on them, done by `bench/lab/scaleout.py` when this page is generated (the date, commit and tree
   state above are the runs' records).
 """
 

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 
-from bench.overhead import OverheadRun
+from bench.lab.overhead import OverheadRun
 from bench.records import GitState, Manifest
 from bench.rundir import read_manifest
 

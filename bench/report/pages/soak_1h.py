@@ -8,10 +8,10 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from bench.load.scrape import RSS_METRIC
 from bench.report.pages import page, render
 from bench.report.pages.scale_provenance import of_manifest, provenance
 from bench.rundir import read_manifest, read_requests, read_server_metrics
-from bench.scrape import RSS_METRIC
 
 FOLDER = "soak-cpu-1h"
 CRASH_RUN = "calibration-cpu/cpu-sim-shared-r1"

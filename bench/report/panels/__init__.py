@@ -24,7 +24,7 @@ from dataclasses import dataclass
 import pandas as pd
 from matplotlib.figure import Figure
 
-from bench.analysis import Run
+from bench.report.analysis import Run
 
 Render = Callable[[Run], str | None]
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pandas as pd
 
-from bench.analysis import Run
+from bench.report.analysis import Run
 from bench.report.panels import panel, paragraph, section, table
 
 ALL = "ALL"  # the row of all requests, as `bench show` names it

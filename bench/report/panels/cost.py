@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pandas as pd
 
-from bench.analysis import Run
+from bench.report.analysis import Run
 from bench.report.panels import panel, paragraph, section, table
 
 

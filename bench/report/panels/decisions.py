@@ -6,7 +6,7 @@ from __future__ import annotations
 import pandas as pd
 from matplotlib.figure import Figure
 
-from bench.analysis import Run, titled
+from bench.report.analysis import Run, titled
 from bench.report.panels import image, panel, section, table
 from bench.rundir import read_ticks
 

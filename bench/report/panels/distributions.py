@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 from matplotlib.figure import Figure
 
-from bench.analysis import Run, titled
+from bench.report.analysis import Run, titled
 from bench.report.panels import class_colours, image, panel, section
 from bench.report.panels.latency import SERIES
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from matplotlib.figure import Figure
 
-from bench.analysis import Run, titled
+from bench.report.analysis import Run, titled
 from bench.report.panels import class_colours, image, panel, run_origin, section
 
 SERIES = (("ttft_s", "ttft_max_s", "TTFT (s)"), ("e2e_s", "e2e_max_s", "end-to-end (s)"))

@@ -7,7 +7,7 @@ import html
 
 import pandas as pd
 
-from bench.analysis import Run
+from bench.report.analysis import Run
 from bench.report.panels import panel, section, table
 from bench.rundir import DIRTY_TREE_NOTE, SIMULATED_NOTE
 

@@ -6,8 +6,8 @@ from __future__ import annotations
 import pandas as pd
 from matplotlib.figure import Figure
 
-from bench.analysis import Run, titled
-from bench.metrics import PREFIX_CACHE_HITS, PREFIX_CACHE_QUERIES
+from bench.load.metrics import PREFIX_CACHE_HITS, PREFIX_CACHE_QUERIES
+from bench.report.analysis import Run, titled
 from bench.report.panels import image, panel, run_origin, section
 
 GAUGES = (("vllm:num_requests_running", "requests running"), ("vllm:num_requests_waiting", "requests waiting"),

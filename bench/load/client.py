@@ -1,5 +1,5 @@
 """Send one NPC request and measure it as a game client sees it. The request travels by one of the registered
-paths (bench/exchange.py): the lean one (bench/lean.py, the default) or the OpenAI SDK's (bench/sdk.py); the
+paths (bench/load/exchange.py): the lean one (bench/load/lean.py, the default) or the OpenAI SDK's (bench/load/sdk.py); the
 record is made here, the same way for both."""
 
 from __future__ import annotations
@@ -10,11 +10,11 @@ from typing import NamedTuple
 
 import openai
 
-from bench import lean, sdk  # noqa: F401  (each registers its request path)
-from bench.decisions import Cancelled
-from bench.exchange import PATHS, ChatPath, ChatRequest, Exchange, Failure, tool_calls_problem
 from bench.kinds import KINDS
-from bench.npc import NPC, NPC_TOOLS, faction_prefix
+from bench.load import lean, sdk  # noqa: F401  (each registers its request path)
+from bench.load.decisions import Cancelled
+from bench.load.exchange import PATHS, ChatPath, ChatRequest, Exchange, Failure, tool_calls_problem
+from bench.load.npc import NPC, NPC_TOOLS, faction_prefix
 from bench.records import RequestRecord
 from bench.spec import TrafficClass
 

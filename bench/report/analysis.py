@@ -9,12 +9,12 @@ from pathlib import Path
 
 import pandas as pd
 
-from bench.capacity import kv_tokens
-from bench.decisions import DecisionFigures
-from bench.metrics import PREFIX_CACHE_HITS, PREFIX_CACHE_QUERIES, hit_rate
+from bench.load.decisions import DecisionFigures
+from bench.load.metrics import PREFIX_CACHE_HITS, PREFIX_CACHE_QUERIES, hit_rate
 from bench.records import Figures, Manifest, RunSummary, lock_mismatch
+from bench.report.capacity import kv_tokens
+from bench.report.summary import FIGURES, summarize
 from bench.rundir import read_manifest, read_requests, read_server_metrics
-from bench.summary import FIGURES, summarize
 from serve import plan_worker
 
 
@@ -42,7 +42,7 @@ def sweep_index(sweep_dir: str | Path) -> pd.DataFrame:
 
 def sweep_points(sweep_dir: str | Path, by: str = "classes") -> pd.DataFrame:
     """One row per (completed point, class) -- or per (point, group) with by="groups" -- holding the point's
-    settings, its offered load, and the figures of bench/summary.py."""
+    settings, its offered load, and the figures of bench/report/summary.py."""
     sweep_dir = Path(sweep_dir)
     rows, manifests = [], []
     for point in sweep_index(sweep_dir).to_dict("records"):
@@ -107,7 +107,7 @@ def assert_matches_manifests(table: pd.DataFrame, sweep_dir: str | Path, by: str
                              figures: list[str] | None = None) -> int:
     """Assert that every figure a notebook shows from `table` (rows of `sweep_points`, or per-run totals with
     by="all") is its run's manifest figure, and that the manifest's figure is what the run's own request
-    records give when summarized again (bench/summary.py). Returns how many figures were checked.
+    records give when summarized again (bench/report/summary.py). Returns how many figures were checked.
 
     A total summed over groups is compared within its rounding; a decision figure (staleness, fresh share) with
     the manifest's decisions, which come from `ticks.csv`, not from the request records."""

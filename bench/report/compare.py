@@ -5,7 +5,7 @@
 Each argument is a run folder, a sweep point (`results/sweep-x/s0-l1`, which gathers its repeats
 `s0-l1-r0`, `s0-l1-r1`, ...) or a whole sweep folder (each of its points). The first is the baseline;
 every other is set beside it per class: TTFT and end-to-end percentiles, goodput, SLO attainment,
-deadline misses and the prefix-cache hit rate, each with its confidence interval (bench/stats.py), and
+deadline misses and the prefix-cache hit rate, each with its confidence interval (bench/report/stats.py), and
 its difference from the baseline with the difference's interval. A difference whose interval holds zero
 is within noise. The comparison also says where the runs differ in what should be held equal: machine,
 engine version, lock, stack spec, mix, code, cache state.
@@ -22,9 +22,9 @@ import numpy as np
 import pandas as pd
 
 from bench.records import Manifest, lock_mismatch
+from bench.report.stats import Interval, bootstrap, bootstrap_difference, difference_t, mean_t
+from bench.report.summary import FIGURES, PERCENTILES
 from bench.rundir import MANIFEST, read_manifest, read_requests
-from bench.stats import Interval, bootstrap, bootstrap_difference, difference_t, mean_t
-from bench.summary import FIGURES, PERCENTILES
 
 COMPARED = ["ttft_p50_s", "ttft_p95_s", "e2e_p50_s", "e2e_p95_s", "goodput_rps", "slo_attainment",
             "deadline_miss_rate", "prefix_cache_hit_rate"]

@@ -30,7 +30,7 @@ import pandas as pd
 from openai.types.chat import ChatCompletionMessageParam
 from pydantic import BaseModel, Field
 
-from bench.metrics import scrape, total
+from bench.load.metrics import scrape, total
 from bench.records import Provenance
 from bench.rundir import labelled_run_id, provenance
 from serve import (

@@ -10,7 +10,7 @@ from pathlib import Path
 import httpx
 import psutil
 
-from bench.metrics import CounterWindow, fetch, kept_for_run
+from bench.load.metrics import CounterWindow, fetch, kept_for_run
 from serve import process_tree
 
 

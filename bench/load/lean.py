@@ -5,7 +5,7 @@ delivered it, before any parsing.
 
 It owns its connections so that a request it abandons (a cut stream, a Cancelled greenlet, a timeout, an
 error) always closes its socket, which is how the worker learns to stop generating; a connection goes back
-to the idle list only after a complete reply. It records exactly what the SDK path (bench/sdk.py) records."""
+to the idle list only after a complete reply. It records exactly what the SDK path (bench/load/sdk.py) records."""
 
 from __future__ import annotations
 
@@ -18,7 +18,7 @@ import gevent.socket
 import orjson
 from geventhttpclient.response import HTTPConnectionClosed, HTTPParseError, HTTPSocketResponse
 
-from bench.exchange import TIMED_OUT, ChatRequest, Exchange, Failure, register, status_error, stream_error
+from bench.load.exchange import TIMED_OUT, ChatRequest, Exchange, Failure, register, status_error, stream_error
 
 READ_BLOCK = 64 * 1024
 STREAM_FIELDS = b',"stream":true,"stream_options":{"include_usage":true}'

@@ -186,7 +186,7 @@ def write_intervals(sweep_dir: Path) -> None:
     """`intervals.csv`: every point's figures per class with their confidence intervals (over its repeats), and
     each point's difference from the first serve setting under the same load (column `baseline`), with that
     difference's interval, as `bench compare BASELINE POINT ...` gives them."""
-    from bench.compare import compare_by_load, load_subjects
+    from bench.report.compare import compare_by_load, load_subjects
 
     subjects = load_subjects(sweep_dir)
     table = compare_by_load(subjects)

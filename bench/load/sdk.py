@@ -1,5 +1,5 @@
 """The OpenAI SDK's request path (`--client openai`): what a game studio's own client would likely use, kept
-as the reference the lean path (bench/lean.py) is checked against."""
+as the reference the lean path (bench/load/lean.py) is checked against."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import time
 import httpx
 import openai
 
-from bench.exchange import TIMED_OUT, ChatRequest, Exchange, Failure, register
+from bench.load.exchange import TIMED_OUT, ChatRequest, Exchange, Failure, register
 
 
 @register("openai")

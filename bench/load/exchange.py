@@ -1,6 +1,6 @@
 """One chat request and what came back, independent of the library that carried it. A request path (the lean
-one in bench/lean.py, the OpenAI SDK's in bench/sdk.py) turns a `ChatRequest` into an `Exchange`, or raises
-`Failure`; bench/client.py makes the one RequestRecord from either, so both record alike by construction.
+one in bench/load/lean.py, the OpenAI SDK's in bench/load/sdk.py) turns a `ChatRequest` into an `Exchange`, or raises
+`Failure`; bench/load/client.py makes the one RequestRecord from either, so both record alike by construction.
 A new path is one module that registers itself with `@register("name")`."""
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ from typing import Any, Protocol
 
 import jsonschema
 
-from bench.npc import TOOL_SCHEMAS
+from bench.load.npc import TOOL_SCHEMAS
 
 
 @dataclass

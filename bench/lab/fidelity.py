@@ -30,7 +30,7 @@ from pathlib import Path
 import pandas as pd
 from pydantic import BaseModel
 
-from bench.metrics import CounterWindow, scrape, total
+from bench.load.metrics import CounterWindow, scrape, total
 from bench.options import LoadOptions
 from bench.records import Provenance
 from bench.rundir import labelled_run_id, provenance, read_requests

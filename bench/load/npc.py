@@ -86,7 +86,7 @@ _PREFIXES: dict[tuple[str, float, int, int], str] = {}
 
 def faction_prefix(cls: TrafficClass, faction: int) -> str:
     """The doctrine every NPC of one faction shares; identical text, so vLLM's prefix cache can reuse it. Made
-    once per class and faction and then the same object, which the lean client encodes once (bench/lean.py)."""
+    once per class and faction and then the same object, which the lean client encodes once (bench/load/lean.py)."""
     n_tokens = round(cls.shared_prefix_share * cls.prompt_tokens.mean) - MESSAGE_OVERHEAD_TOKENS
     faction %= cls.factions
     key = (cls.name, cls.shared_prefix_share, cls.prompt_tokens.mean, faction)

@@ -26,7 +26,7 @@ import openai
 from openai.types.chat import ChatCompletionMessageParam
 from pydantic import BaseModel, Field
 
-from bench.npc import WORDS
+from bench.load.npc import WORDS
 from bench.records import Provenance
 from bench.rundir import git_info, provenance
 from serve import SimLatency, StackState, batched_tokens
@@ -134,7 +134,7 @@ def refit(path: Path, budgets: dict[str, int]) -> Calibration:
     record = Calibration.model_validate_json(path.read_text())
     record.fits = [fit(f.worker, f.probes, budgets[f.worker], f.latency.source) for f in record.fits]
     record.notes.append(f"fits recomputed from the same probes on {now_iso()} at commit {git_info().commit} "
-                        f"(dirty: {git_info().dirty}), with the model of that commit's bench/calibrate.py")
+                        f"(dirty: {git_info().dirty}), with the model of that commit's bench/lab/calibrate.py")
     path.write_text(record.model_dump_json(indent=2))
     return record
 

@@ -9,8 +9,8 @@ import numpy as np
 import pandas as pd
 
 from bench.kinds import TOOL_KINDS
+from bench.load.scrape import RSS_METRIC
 from bench.records import Figures, MemoryTrend, RunSummary
-from bench.scrape import RSS_METRIC
 
 OUTCOMES = ["ok", "error", "timeout", "tool_invalid", "interrupted", "cancelled"]
 
@@ -27,7 +27,7 @@ def completed(df: pd.DataFrame) -> pd.DataFrame:
 @dataclass(frozen=True)
 class Figure:
     """A summary figure of a set of requests: the per-request values it is taken over, and how they reduce to
-    the figure over the last axis given the seconds they ran over. Kept apart so bench/stats.py can resample
+    the figure over the last axis given the seconds they ran over. Kept apart so bench/report/stats.py can resample
     the values (a bootstrap) and reduce every resample at once."""
 
     values: Callable[[pd.DataFrame], pd.Series]
