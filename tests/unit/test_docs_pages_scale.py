@@ -17,7 +17,7 @@ from serve.paths import REPO_ROOT
 DOCS = REPO_ROOT / "docs" / "studies"
 RESULTS = REPO_ROOT / "results"
 SIMULATED_PAGES = ["sim-worker.md", "gpu-sim.md", "proxy-redis.md", "harness-ceilings.md", "litellm-paths.md",
-                   "routing-at-scale.md", "scale-out.md"]
+                   "routing-at-scale.md", "scale-out.md", "session-affinity.md"]
 
 
 def page_text(name: str) -> str:
@@ -55,6 +55,29 @@ def test_routing_page_counts_the_npcs_session_affinity_split_at_500() -> None:
     assert heavy[0] > 0  # the README said none; the records say otherwise
     assert f"at 500 NPCs, {heavy[0]} of {heavy[1]} heavy and {light[0]} of {light[1]} light" in \
         page_text("routing-at-scale.md")
+
+
+def test_affinity_page_counts_the_npcs_split_beyond_litellms_cache() -> None:
+    point = json.loads((RESULTS / "affinity-scale-sim" / "litellm-cache-300-npcs.json").read_text())
+    assert point["spec_proxy"]["router_cache_items"] == 200
+    split = sum(len(set(workers)) > 1 for workers in point["served"].values())
+    assert split > 0
+    row = next(line for line in page_text("session-affinity.md").splitlines()
+               if line.startswith("| `litellm-cache-300-npcs` |"))
+    assert f"| {point['sessions']} | **{split}** |" in row
+
+
+def test_affinity_page_says_no_npc_split_after_the_fix_at_500() -> None:
+    run = RESULTS / "sweep-gpu-sim-affinity-scale" / "s0-l2-sim"
+    assert manifest(run)["stack"]["proxy"]["routing_strategy"] == "session-affinity"
+    assert manifest(run)["stack"]["proxy"]["router_cache_items"] > 500
+    (heavy, heavy_npcs), (light, light_npcs) = split_npcs(run, "heavy"), split_npcs(run, "light")
+    assert heavy == light == 0
+    before = RESULTS / "sweep-gpu-sim-routing-scale" / "s1-l2-sim"
+    b_heavy, b_light = split_npcs(before, "heavy"), split_npcs(before, "light")
+    row = next(line for line in page_text("session-affinity.md").splitlines() if line.startswith("| 500 |"))
+    assert (f"| {b_heavy[0]} of {b_heavy[1]} / {b_light[0]} of {b_light[1]} | "
+            f"**0 of {heavy_npcs} / 0 of {light_npcs}** |") in row
 
 
 def test_routing_page_says_affinity_split_no_npc_at_50() -> None:
