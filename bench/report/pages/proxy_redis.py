@@ -34,9 +34,10 @@ it. Counting per NPC how many of its group's workers served it:
 
 {{ table(pins) }}
 
-{{ finding }} {{ over_cap }} than the {{ pin_cap }} entries LiteLLM's in-memory cache is believed to hold (a likely
-cause of the splits, **not verified**; [routing at scale](routing-at-scale.md) counts the same splits at several
-scales). The runs differ in more than Redis (two proxy processes in the Redis runs,
+{{ finding }} {{ over_cap }} than the {{ pin_cap }} entries of LiteLLM's in-memory router cache, which evicted the
+pins of the quietest NPCs: the cause of the splits, found and fixed in [session pins beyond LiteLLM's router
+cache](session-affinity.md); [routing at scale](routing-at-scale.md) counts the same splits at several scales.
+The runs differ in more than Redis (two proxy processes in the Redis runs,
 one in the others), so this shows that pins held with Redis, not that Redis alone made the difference.
 
 ## What Redis costs

@@ -19,6 +19,7 @@ from bench.report.pages.scale_provenance import (
 from bench.rundir import read_manifest, read_requests
 
 FOLDER = "sweep-gpu-sim-routing-scale"
+FIXED = "sweep-gpu-sim-affinity-scale"  # the session-affinity half again, after the router cache fix
 STRATEGY = "serve.proxy.routing_strategy"
 AFFINITY = "session-affinity"
 
@@ -41,11 +42,13 @@ many of them two workers served, the group's prefix-cache hit rate (the workers'
   and its next one on the other worker was {{ switch_gap_lo | num }}-{{ switch_gap_hi | num }} s (shortest
   {{ switch_gap_min | num }} s), against
   {{ stay_gap_lo | num }}-{{ stay_gap_hi | num }} s between requests that stayed; but {{ long_stays | num }} times an
-  NPC stayed on its worker after at least as long a silence, so silence alone does not decide it. A likely
-  cause, **not verified**: LiteLLM keeps session pins in an in-memory cache of at most {{ pin_cap }} entries when no Redis is
-  shared, so with more NPCs than that an NPC that has been quiet may lose its pin. The
-  [harness ceilings](harness-ceilings.md) point the same way: {{ ceiling_npcs }} NPCs through one proxy process split
-  {{ ceiling_split_local }}, through two processes sharing Redis {{ ceiling_split_redis }}
+  NPC stayed on its worker after at least as long a silence, so silence alone does not decide it. **The cause,
+  found and fixed:** LiteLLM keeps session pins in its router's in-memory cache of {{ pin_cap }} entries, so with more
+  NPCs than that the pins of the NPCs quiet longest are evicted and those NPCs are shuffled afresh; a larger cache
+  (`proxy.router_cache_items`, now the default) or a Redis keeps them. [Session pins beyond LiteLLM's router
+  cache](session-affinity.md) shows it point by point and re-runs these NPC counts after the fix: {{ fixed_split }}.
+  The [harness ceilings](harness-ceilings.md) point the same way: {{ ceiling_npcs }} NPCs through one proxy process
+  split {{ ceiling_split_local }}, through two processes sharing Redis {{ ceiling_split_redis }}
   ([proxy processes sharing Redis](proxy-redis.md)).
 - **Balance.** With {{ npcs[0] }} NPCs the pins left the heavy group's busiest worker {{ heavy_small | num(2) }} times
   the idlest's requests; with {{ npcs[-1] }}, {{ heavy_large | num(2) }} (heavy) and {{ light_large | num(2) }}
@@ -94,6 +97,17 @@ def gaps(requests: pd.DataFrame) -> tuple[list[float], list[float]]:
 def split_phrase(rows: pd.DataFrame) -> str:
     return "; ".join(f"at {r.npcs} NPCs, {r.heavy_split} of {r.heavy_npcs} heavy and {r.light_split} of {r.light_npcs} light"
                      for r in rows.itertuples())
+
+
+def fixed_split(results: Path) -> str:
+    """How many NPCs two workers served in the re-run after the fix, per NPC count."""
+    parts = []
+    for point in sweep_index(results / FIXED).to_dict("records"):
+        requests = read_requests(results / FIXED / point["path"])
+        per_group = [npc_workers(requests, g) for g in sorted(set(requests.group))]
+        split, total = sum(int((s > 1).sum()) for s in per_group), sum(len(s) for s in per_group)
+        parts.append(f"{split} of {total} NPCs split at {point['load.npcs']}")
+    return ", ".join(parts)
 
 
 def ceilings_split(results: Path, run: str) -> str:
@@ -177,7 +191,7 @@ def routing_at_scale(results: Path) -> str:
         ceiling_npcs=getattr(read_manifest(results / "harness-ceilings" / "harness-plain-p1-sim").mix.mix.shape,
                              "users", "?"),
         long_class=long_class, long_tokens=long_tokens, long_group=long_group, long_prefill_s=long_prefill_s,
-        ceiling_split_local=ceilings_split(results, "harness-plain-p1-sim"),
+        fixed_split=fixed_split(results), ceiling_split_local=ceilings_split(results, "harness-plain-p1-sim"),
         ceiling_split_redis=ceilings_split(results, "harness-plain-redis-sim"),
         heavy_small=ratio[(npcs[0], AFFINITY, "heavy")], heavy_large=ratio[(npcs[-1], AFFINITY, "heavy")],
         light_large=ratio[(npcs[-1], AFFINITY, "light")], light_mid=ratio[(npcs[1], AFFINITY, "light")],

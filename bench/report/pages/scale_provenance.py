@@ -15,8 +15,8 @@ from bench.lab.overhead import OverheadRun
 from bench.records import GitState, Manifest
 from bench.rundir import read_manifest
 
-# How many session pins LiteLLM keeps in its in-memory cache, as read in its source: believed, not verified; the
-# pages that cite it say so.
+# How many entries LiteLLM's in-memory router cache holds by default (session pins included): read in its source and
+# measured full at this size in results/affinity-scale-sim/ (docs/studies/session-affinity.md).
 LITELLM_PIN_CACHE_ENTRIES = 200
 
 SIMULATED_NOTICE = (
