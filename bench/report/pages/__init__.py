@@ -107,17 +107,22 @@ def fill_snippets(text: str, results: Path) -> str:
     return SNIPPET.sub(fill, text)
 
 
+def rendered(docs: Path, results: Path) -> dict[str, str]:
+    """Every generated page and the README with its snippets filled, by path relative to docs/."""
+    return {**generate(results), README: fill_snippets((docs / README).read_text(), results)}
+
+
 def stale(docs: Path, results: Path) -> list[str]:
     """The pages under docs/ (and the README, for its snippets) that are missing or differ from what their results
     render now."""
-    current = {**generate(results), README: fill_snippets((docs / README).read_text(), results)}
-    return [path for path, text in current.items() if not (docs / path).exists() or (docs / path).read_text() != text]
+    return [path for path, text in rendered(docs, results).items()
+            if not (docs / path).exists() or (docs / path).read_text() != text]
 
 
 def write(docs: Path, results: Path) -> list[str]:
     """Write every page and the README's snippets; return what changed."""
     changed = []
-    for path, text in {**generate(results), README: fill_snippets((docs / README).read_text(), results)}.items():
+    for path, text in rendered(docs, results).items():
         target = docs / path
         if not target.exists() or target.read_text() != text:
             target.parent.mkdir(parents=True, exist_ok=True)
