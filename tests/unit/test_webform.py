@@ -239,6 +239,14 @@ def runs(results: Path, status: str) -> list[Path]:
     return [m.parent for m in results.glob("*/manifest.json") if read_manifest(m.parent).status == status]
 
 
+def completed_runs(results: Path, guard_s: float = 90) -> list[Path]:
+    """The complete run folders, once there is one (or after `guard_s`, a guard against a hang, not a time limit)."""
+    deadline = time.monotonic() + guard_s
+    while not (done := runs(results, "complete")) and time.monotonic() < deadline:
+        time.sleep(0.5)
+    return done
+
+
 def test_bench_ui_runs_the_mix_started_from_its_form(fake_stack, tmp_path) -> None:
     with bench_ui(tmp_path / "results") as ui:
         base = ui.base
@@ -256,9 +264,7 @@ def test_bench_ui_runs_the_mix_started_from_its_form(fake_stack, tmp_path) -> No
         started = httpx.post(base + START_PATH, data={"mix": "ambient", "tick_policy": "skip", "npcs": "2",
                                                       "duration_s": "4"}, timeout=10)
         assert started.status_code == 303 and started.headers["location"] == CHARTS_URL
-        deadline = time.monotonic() + 90
-        while not (done := runs(tmp_path / "results", "complete")) and time.monotonic() < deadline:
-            time.sleep(1)
+        done = completed_runs(tmp_path / "results")
         assert done, "the run started from the form wrote no complete results folder"
         mix = read_manifest(done[0]).mix
         assert mix.name == "ambient" and mix.mix.shape.npcs == 2 and mix.mix.shape.policy == "skip"
@@ -284,10 +290,7 @@ def test_bench_ui_stops_after_its_run_ended_and_the_stack_went_down(fake_stack, 
         started = httpx.post(ui.base + START_PATH, data={"mix": "ambient", "tick_policy": "skip", "npcs": "2",
                                                          "duration_s": "3"}, timeout=10)
         assert started.status_code == 303
-        deadline = time.monotonic() + 90
-        while not runs(results, "complete") and time.monotonic() < deadline:
-            time.sleep(0.5)
-        assert runs(results, "complete"), "the run never completed"
+        assert completed_runs(results), "the run never completed"
         fake_stack.stop()
         locust = psutil.Process(ui.process.pid).children(recursive=True)
         assert locust
@@ -346,10 +349,7 @@ def test_in_a_headless_browser_the_npc_figures_have_a_tab_and_the_requests_table
         started = httpx.post(ui.base + START_PATH, data={"mix": "ambient", "tick_policy": "cancel", "npcs": "3",
                                                          "duration_s": "6"}, timeout=10)
         assert started.status_code == 303
-        deadline = time.monotonic() + 90
-        while not runs(results, "complete") and time.monotonic() < deadline:
-            time.sleep(0.5)
-        assert runs(results, "complete"), "the run never completed"
+        assert completed_runs(results), "the run never completed"
         figures_url = f"{ui.base}/?tab={FIGURES_TAB}"
         tab = browser_dom(figures_url, tmp_path / "chromium")
         shot = browser_screenshot(figures_url, tmp_path / "chromium", tmp_path / "npc-figures-tab.png")
