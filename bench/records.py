@@ -233,6 +233,10 @@ class Manifest(Provenance):
     cache: CacheState | None = Field(None, description="the workers' prefix caches at the start; None in runs "
                                      "made before it was recorded")
     files: dict[str, str] = Field(default_factory=dict)
+    engine: str | None = Field(None, description="`virtual-time`: no process served the requests, `python -m bench "
+                               "simulate` ran the simulated engine on a virtual clock; None: a real-time run")
+    simulation: dict[str, float] | None = Field(None, description="virtual time: what the simulation itself cost "
+                                                "(wall_s, cpu_s, engine_steps, virtual_s)")
     summary: RunSummary | None = Field(None, description="None until the run has ended")
     notes: list[str] = Field(default_factory=list)
 

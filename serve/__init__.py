@@ -14,6 +14,8 @@ from serve.provision import is_provisioned
 from serve.proxy import proxy_process
 from serve.render import VLLM
 from serve.settings import Settings, settings
+from serve.sim.virtual import Cluster, cluster_workers, tool_reply_tokens
+from serve.sim.virtual import Request as VirtualRequest
 from serve.spec import (
     GroupSpec,
     ModelSpec,
@@ -31,9 +33,10 @@ from serve.supervisor import redis_commands
 from serve.tasks import STAMP_NAME
 
 __all__ = [
-    "Gpu", "GroupSpec", "Managed", "ModelSpec", "NOT_READY", "ProxySpec", "REPO_ROOT", "STAMP_NAME", "Settings",
-    "SimLatency", "SpecError", "StackSpec", "StackState", "VLLM", "apply_overrides", "batched_tokens",
+    "Cluster", "Gpu", "GroupSpec", "Managed", "ModelSpec", "NOT_READY", "ProxySpec", "REPO_ROOT", "STAMP_NAME", "Settings",
+    "SimLatency", "SpecError", "StackSpec", "StackState", "VLLM", "VirtualRequest", "apply_overrides",
+    "batched_tokens", "cluster_workers",
     "gpu_inventory", "is_provisioned", "kv_blocks", "load_profile", "log_tail", "master_key", "parse_spec",
     "pid_alive", "plan_worker", "port_is_free", "portable", "process_tree", "profile_names", "proxy_process",
-    "ready_state", "redis_commands", "running_state", "settings",
+    "ready_state", "redis_commands", "running_state", "settings", "tool_reply_tokens",
 ]

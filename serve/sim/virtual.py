@@ -10,11 +10,17 @@ A request enters the engine `request_overhead_ms` after it arrives (the real-tim
 
 from __future__ import annotations
 
+import heapq
+import itertools
+import json
 import math
-from collections.abc import Iterable
-from dataclasses import dataclass
+import random
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from typing import Any
 
-from serve.sim.engine import Engine, EngineConfig, Sequence
+from serve.sim.engine import Engine, EngineConfig, Sequence, Step
+from serve.spec import StackSpec
 
 
 @dataclass(frozen=True)
@@ -90,3 +96,166 @@ def run(config: EngineConfig, arrivals: Iterable[Arrival]) -> list[Timing]:
         else:
             release(tokens, clock)
     return [timings[a.request_id] for a in sorted(pending, key=lambda a: a.time_s)]
+
+
+# -- several workers on one clock ------------------------------------------------------------------------------
+
+@dataclass
+class Request:
+    """One request in a cluster: what the engine needs, and what happened to it (times in virtual seconds).
+    `stop_after`: the client closes the stream after this many tokens (the engine aborts it then)."""
+
+    request_id: str
+    worker: str
+    arrival_s: float
+    prompt_tokens: int
+    max_tokens: int
+    prompt_hashes: tuple[int, ...] = ()
+    priority: int = 0
+    stop_after: int | None = None
+    token_times: list[float] = field(default_factory=list)  # each release of a new token (one chunk a step)
+    output_tokens: int = 0
+    finish_s: float = math.nan
+    cut: bool = False  # the client closed it after `stop_after` tokens
+    seq: Sequence | None = None
+
+
+class _Worker:
+    def __init__(self, name: str, config: EngineConfig, device: str | None) -> None:
+        self.name, self.config, self.device = name, config, device
+        self.engine = Engine(config)
+        self.step: Step | None = None  # the step under way
+        self.busy = False  # has work (what serve/sim/device.py's shared byte says)
+        self.held: list[tuple[Request, int, bool]] = []
+        self.requests: dict[Sequence, Request] = {}
+
+
+class Cluster:
+    """Simulated workers on one virtual clock: the real-time worker's loop (serve/sim/server.py) for each, with
+    workers of one device sharing it as serve/sim/device.py does (a step lasts its cost times the workers busy on
+    the device when it starts). The caller adds requests and timers (`at`); `run` processes events in time order
+    and calls `on_done(request)` as each request finishes or is cut, so a closed-loop client can send its next."""
+
+    _ADMIT, _STEP_END, _START, _CALL = 0, 1, 2, 3  # order of events at one instant: as the real loop sees them
+
+    def __init__(self, workers: dict[str, tuple[EngineConfig, str | None]],
+                 on_done: Callable[[Request], None] | None = None) -> None:
+        self.workers = {name: _Worker(name, config, device) for name, (config, device) in workers.items()}
+        self.on_done = on_done or (lambda request: None)
+        self.clock = 0.0
+        self._events: list[tuple[float, int, int, Any]] = []
+        self._order = itertools.count()
+        self.steps = 0
+
+    def _push(self, at: float, kind: int, payload: Any) -> None:
+        heapq.heappush(self._events, (at, kind, next(self._order), payload))
+
+    def at(self, time_s: float, call: Callable[[], None]) -> None:
+        """Call `call` when the clock reaches `time_s` (an arrival process's next request)."""
+        self._push(time_s, self._CALL, call)
+
+    def add(self, request: Request) -> None:
+        """A request reaching its worker's API server at `request.arrival_s` (not before the clock)."""
+        overhead_s = self.workers[request.worker].config.latency.request_overhead_ms / 1000
+        self._push(max(request.arrival_s, self.clock) + overhead_s, self._ADMIT, request)
+
+    def in_flight(self, worker: str) -> int:
+        w = self.workers[worker]
+        return len(w.requests)
+
+    def run(self, until_s: float = math.inf) -> None:
+        """Process events until none is left (every request finished) or the next is after `until_s`."""
+        while self._events and self._events[0][0] <= until_s:
+            at, kind, _, payload = heapq.heappop(self._events)
+            self.clock = at
+            if kind == self._CALL:
+                payload()
+            elif kind == self._ADMIT:
+                self._admit(payload)
+            elif kind == self._STEP_END:
+                self._step_end(payload)
+            else:
+                self._start(payload)
+
+    def _admit(self, request: Request) -> None:
+        worker = self.workers[request.worker]
+        seq = Sequence(request_id=request.request_id, prompt_tokens=request.prompt_tokens,
+                       max_tokens=request.max_tokens, prompt_hashes=list(request.prompt_hashes),
+                       priority=request.priority)
+        request.seq = seq
+        worker.requests[seq] = request
+        worker.engine.add(seq)
+        if worker.step is None and not worker.busy:
+            worker.busy = True  # claimed now, so that a second admission at this instant starts no second step
+            self._push(self.clock, self._START, worker)
+
+    def _sharers(self, worker: _Worker) -> int:
+        if worker.device is None:
+            return 1
+        return max(1, sum(1 for w in self.workers.values() if w.device == worker.device and w.busy))
+
+    def _start(self, worker: _Worker) -> None:
+        step = worker.engine.schedule()
+        if not step.work:
+            self._release(worker, worker.held)
+            worker.held, worker.busy = [], False
+            return
+        worker.busy, worker.step = True, step
+        self.steps += 1
+        self._push(self.clock + step.duration_s * self._sharers(worker), self._STEP_END, worker)
+
+    def _step_end(self, worker: _Worker) -> None:
+        assert worker.step is not None
+        emitted = worker.engine.complete(worker.step)
+        worker.step = None
+        tokens = [(worker.requests[seq], seq.output_tokens, seq.state == "finished") for seq in emitted
+                  if seq in worker.requests]
+        self._release(worker, worker.held)
+        if worker.config.latency.output_lag_steps:
+            worker.held = tokens
+        else:
+            worker.held = []
+            self._release(worker, tokens)
+        self._start(worker)
+
+    def _release(self, worker: _Worker, tokens: list[tuple[Request, int, bool]]) -> None:
+        for request, n, finished in tokens:
+            if request.seq not in worker.requests:
+                continue  # cut by its client already
+            request.token_times.append(self.clock)
+            request.output_tokens = n
+            if request.stop_after is not None and len(request.token_times) >= request.stop_after and not finished:
+                request.cut = True
+                assert request.seq is not None
+                worker.engine.abort(request.seq)
+                finished = True
+            if finished:
+                request.finish_s = self.clock
+                del worker.requests[request.seq]
+                self.on_done(request)
+
+
+def cluster_workers(spec: StackSpec) -> dict[str, tuple[str, EngineConfig, str | None]]:
+    """{worker: (group, engine config, shared device or None)} of a stack spec whose workers are all simulated:
+    the configs its simulated workers would be started with (serve/render.py)."""
+    from serve.render import sim_config
+
+    found: dict[str, tuple[str, EngineConfig, str | None]] = {}
+    for worker in spec.workers:
+        if worker.is_external or spec.group_of(worker).engine != "sim":
+            raise ValueError(f"worker {worker.name} of profile {spec.profile} is not simulated (engine "
+                             f"{spec.group_of(worker).engine!r}); virtual time needs a profile of simulated "
+                             "workers only, such as gpu-sim or cpu-sim")
+        config = sim_config(spec, worker)
+        found[worker.name] = (worker.group, config.engine, config.device.name if config.device else None)
+    return found
+
+
+def tool_reply_tokens(tools: list[dict[str, Any]], rng: random.Random) -> int:
+    """The tokens of a forced tool call's reply, as the simulated worker makes it (serve/sim/server.py): one of the
+    tools, arguments valid for its schema, counted as the worker counts them."""
+    from serve.sim.server import example_value
+
+    function = rng.choice([t["function"] for t in tools if t.get("type") == "function"])
+    arguments = example_value(function.get("parameters", {"type": "object"}), rng)
+    return max(1, len(json.dumps(arguments).replace('"', ' " ').split()))
