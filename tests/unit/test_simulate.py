@@ -177,3 +177,17 @@ def test_a_simulated_run_folder_is_complete_and_reads_in_show_and_compare(tmp_pa
     assert main(["compare", str(run_dir), str(tmp_path / "other-seed-sim")]) == 0
     assert main(["simulate", "--profile", "cpu", "--results-dir", str(tmp_path)]) == 2  # real workers: refused
     assert json.loads((run_dir / "manifest.json").read_text())["simulated"] is True
+
+
+def test_a_trace_mix_replays_the_recorded_arrivals_and_lengths() -> None:
+    mix = load_mix("trace-sample")
+    sim = simulate(load_profile("cpu-sim"), mix)
+    events = mix.mix.shape.events()  # type: ignore[union-attr]
+    t0 = sim.records[0].t_start - events[0].t_s
+    got = sorted((round(r.t_start - t0, 4), r.npc_id, r.cls, r.prompt_tokens_drawn, r.max_tokens) for r in sim.records)
+    assert got == sorted((round(e.t_s, 4), e.npc_id, e.cls, e.prompt_tokens, e.output_tokens) for e in events)
+
+
+def test_a_tick_mix_is_refused_with_a_clear_error() -> None:
+    with pytest.raises(Exception, match="not simulated in virtual time"):
+        simulate(load_profile("cpu-sim"), "ambient-10hz", duration_s=2)
