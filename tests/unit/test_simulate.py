@@ -153,9 +153,30 @@ def test_a_closed_loop_npc_sends_its_next_request_only_after_its_reply(tmp_path:
             assert after.t_start >= before.t_start + before.e2e_s - 1e-6
 
 
-def test_a_simulated_run_folder_is_complete_and_reads_in_show_and_compare(tmp_path: Path, capsys) -> None:
-    code = main(["simulate", "--profile", "cpu-sim", "--mix", "npc-cpu", "--duration-s", "30", "--npcs", "8",
-                 "--results-dir", str(tmp_path), "--run-id", "virtual"])
+def test_workers_of_one_device_share_it_and_others_do_not() -> None:
+    def finishes(devices: tuple[str | None, str | None]) -> list[float]:
+        cluster = Cluster({"a": (CONFIG, devices[0]), "b": (CONFIG, devices[1])})
+        requests = [VirtualRequest(request_id=w, worker=w, arrival_s=0.0, prompt_tokens=40, max_tokens=3)
+                    for w in ("a", "b")]
+        for request in requests:
+            cluster.add(request)
+        cluster.run()
+        return [r.finish_s - r.arrival_s - LATENCY.request_overhead_ms / 1000 for r in requests]
+
+    alone = finishes((None, None))
+    assert alone[0] == pytest.approx(alone[1])
+    assert finishes(("gpu0", "gpu0")) == pytest.approx([2 * t for t in alone])
+    assert finishes(("gpu0", "gpu1")) == pytest.approx(alone)
+
+
+def test_a_simulated_run_folder_is_complete_and_reads_in_show_and_compare(tmp_path: Path, capsys, monkeypatch) -> None:
+    from bench.report import stats
+
+    monkeypatch.setattr(stats, "BOOTSTRAP_RESAMPLES", 20)  # reading the folders is the point, not the intervals
+    # gpu-sim: its fit check estimates the prompts (cpu-sim's loads a tokenizer, seconds of a unit test)
+    flags = ["--profile", "gpu-sim", "--mix", "npc-gpu", "--duration-s", "30", "--npcs", "8", "--rate-rps", "1",
+             "--results-dir", str(tmp_path)]
+    code = main(["simulate", *flags, "--run-id", "virtual"])
     assert code == 0
     run_dir = tmp_path / "virtual-sim"
     manifest = read_manifest(run_dir)
@@ -172,8 +193,7 @@ def test_a_simulated_run_folder_is_complete_and_reads_in_show_and_compare(tmp_pa
     capsys.readouterr()
     assert main(["show", str(run_dir)]) == 0
     assert "virtual-sim" in capsys.readouterr().out
-    assert main(["simulate", "--profile", "cpu-sim", "--mix", "npc-cpu", "--duration-s", "30", "--npcs", "8",
-                 "--results-dir", str(tmp_path), "--run-id", "other-seed", "--seed", "7"]) == 0
+    assert main(["simulate", *flags, "--run-id", "other-seed", "--seed", "7"]) == 0
     assert main(["compare", str(run_dir), str(tmp_path / "other-seed-sim")]) == 0
     assert main(["simulate", "--profile", "cpu", "--results-dir", str(tmp_path)]) == 2  # real workers: refused
     assert json.loads((run_dir / "manifest.json").read_text())["simulated"] is True
