@@ -297,3 +297,15 @@ def test_a_step_lasts_as_many_times_its_cost_as_workers_are_busy_on_the_device(t
     Device(shared[0])  # a restarted worker clears the byte it may have left set
     assert c.sharers() == 1
     assert Device(None).sharers() == 1
+
+
+def test_a_device_given_in_part_to_other_processes_stretches_every_step(tmp_path) -> None:
+    from serve.sim.device import Device
+    from serve.sim.engine import SharedDevice
+
+    shared = [SharedDevice(name="cpu0", path=str(tmp_path / "cpu0"), slot=i, slots=2) for i in range(2)]
+    a, b = (Device(s) for s in shared)
+    assert a.stretch() == 1 and a.stretch(0.5) == 2
+    a.busy(True)
+    b.busy(True)
+    assert a.stretch(0.5) == 4  # two workers busy on a core of which they get half
