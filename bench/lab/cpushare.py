@@ -24,11 +24,16 @@ VLLM_ROLES = ("api_server", "engine_core", "model_worker")
 
 def role(name: str, cmdline: list[str], ours: tuple[str, ...] = ()) -> str:
     """The part a process plays in the stack, from its name and command line. With `ours` (paths: the stack's
-    folder, the worktree), a proxy or load generator counts only if its command line names one of them: other
-    people's stacks on the same machine are "other"."""
+    folder, the worktree, the results folder), a proxy or load generator counts only if its command line names one
+    of them: other people's stacks on the same machine are "other"."""
     joined = " ".join(cmdline)
-    if ours and not any(marker in joined for marker in ours) and ("litellm" in joined or "locust" in joined):
+    kind = _role(name, joined)
+    if ours and kind in ("proxy", "load") and not any(marker in joined for marker in ours):
         return "other"
+    return kind
+
+
+def _role(name: str, joined: str) -> str:
     if "EngineCore" in name or "EngineCore" in joined:
         return "engine_core"
     if name.startswith("VLLM::Worker") or joined.startswith("VLLM::Worker"):

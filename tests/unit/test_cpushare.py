@@ -19,6 +19,7 @@ def test_roles_follow_vllm_process_names_and_only_this_stacks_proxy_and_locust()
     assert role("python", "python -m litellm.proxy.proxy_cli --config /stack/c.yaml".split(), ours) == "proxy"
     assert role("python", "python -m litellm.proxy.proxy_cli --config /tmp/x/c.yaml".split(), ours) == "other"
     assert role("python", "python -m locust -f /wt/bench/locustfile.py".split(), ours) == "load"
+    assert role("python", "python -m bench run --results-dir /elsewhere".split(), ours) == "other"
     assert role("mypy", ["mypy"], ours) == "other"
 
 
