@@ -103,12 +103,16 @@ def shares(samples: Iterable[dict], start: float | None = None, end: float | Non
     by_pid = {p["pid"]: p for p in last["procs"]}
     by_role: dict[str, float] = dict.fromkeys(ROLES, 0.0)
     by_worker: dict[str, dict[str, float]] = {}
+    others: dict[str, float] = {}
     for proc in last["procs"]:
         used = proc["cpu_s"] - before[proc["pid"]]["cpu_s"] if proc["pid"] in before else proc["cpu_s"]
         if used <= 0:
             continue
         kind = role(proc["name"] or "", proc["cmd"].split(), ours)  # again: the roles may have been refined since
         by_role[kind] += used
+        if kind == "other":
+            what = f"{proc['name']}: {proc['cmd'][:60]}".rstrip(": ")
+            others[what] = others.get(what, 0.0) + used
         port = worker_of(proc, by_pid)
         if port is not None and kind in VLLM_ROLES:
             by_worker.setdefault(port, dict.fromkeys(VLLM_ROLES, 0.0))[kind] += used
@@ -117,7 +121,9 @@ def shares(samples: Iterable[dict], start: float | None = None, end: float | Non
             "load_1m": [s["load"][0] for s in window][-1],
             "cores_by_role": {k: round(v / span, 3) for k, v in by_role.items()},
             "cores_by_worker": {port: {k: round(v / span, 3) for k, v in d.items()}
-                                for port, d in sorted(by_worker.items())}}
+                                for port, d in sorted(by_worker.items())},
+            "other_top": {what: round(used / span, 3)
+                          for what, used in sorted(others.items(), key=lambda kv: -kv[1])[:10]}}
 
 
 def by_run(samples: list[dict], run_dirs: list[Path], ours: tuple[str, ...] = ()) -> dict[str, dict]:
