@@ -237,7 +237,7 @@ def test_calibration_recovers_the_terms_that_made_its_probes() -> None:
     probes += [Probe(kind="decode", prompt_tokens=n, batch=b, seconds=gap_ms(b, n) / 1000)
                for n in (20, 1200) for b in (1, 2, 4, 8)]
     latency = fit("w", probes, budget=2048, source="test").latency
-    derivation = {"source", "output_lag_steps", "gpu", "model", "quantization", "kv_cache_dtype"}
+    derivation = {"source", "output_lag_steps", "device_share", "gpu", "model", "quantization", "kv_cache_dtype"}
     assert latency.model_dump(exclude=derivation) == pytest.approx(
         {"request_overhead_ms": 5, "step_overhead_ms": 20, "prefill_ms_per_token": 0.8,
          "prefill_ms_per_token_pair": 0.0001, "decode_ms_per_seq": 3, "decode_ms_per_kv_token": 0.01}, abs=1e-3)
