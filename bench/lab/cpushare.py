@@ -3,13 +3,12 @@ through psutil, with the load averages and each core's busy time. Run it beside 
 stack; `shares()` then sums the samples by role (a vLLM worker's API-server process, its engine-core process, the
 LiteLLM proxy, the Locust load generator, everything else).
 
-    python -m bench.lab.cpushare --out samples.jsonl --duration-s 330 --interval-s 2     (beside the runs)
-    python -m bench.lab.cpushare --samples samples.jsonl --runs DIR/real-r0 ... --out DIR/cpu-share.json
+    python -m bench cpushare --out samples.jsonl --duration-s 330 --interval-s 2     (beside the runs)
+    python -m bench cpushare --samples samples.jsonl --runs DIR/real-r0 ... --out DIR/cpu-share.json
 """
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import time
@@ -140,29 +139,3 @@ def by_run(samples: list[dict], run_dirs: list[Path], ours: tuple[str, ...] = ()
                              "load_1m_max": round(max(s["load"][0] for s in window), 2),
                              "started_at": manifest["started_at"], "ended_at": manifest["ended_at"]}
     return out
-
-
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--out", type=Path, required=True, help="samples (JSON lines) to write, or the summary with "
-                        "--runs")
-    parser.add_argument("--duration-s", type=float, default=0.0)
-    parser.add_argument("--interval-s", type=float, default=1.0)
-    parser.add_argument("--samples", type=Path, help="with --runs: the samples to summarise")
-    parser.add_argument("--runs", type=Path, nargs="*", help="run folders: summarise --samples over their windows")
-    parser.add_argument("--ours", nargs="*", default=[], help="paths in the command lines of this stack's proxy and "
-                        "load generator (its stack folder, the worktree); other proxies and Locusts count as other")
-    args = parser.parse_args()
-    if args.runs:
-        if args.samples is None:
-            parser.error("--runs needs --samples")
-        summary = by_run(load(args.samples), args.runs, tuple(args.ours))
-        args.out.write_text(json.dumps(summary, indent=1) + "\n")
-        return
-    if args.duration_s <= 0:
-        parser.error("--duration-s must be positive")
-    record(args.out, args.duration_s, args.interval_s)
-
-
-if __name__ == "__main__":
-    main()

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import argparse
+
 import pytest
 
 from bench.lab.cpushare import role, shares
@@ -38,3 +40,32 @@ def test_shares_are_cores_used_per_second_by_role_and_by_worker() -> None:
     assert result["cores_by_worker"] == {"8001": {"api_server": 0.05, "engine_core": 0.05, "model_worker": 0.5}}
     with pytest.raises(ValueError, match="fewer than two"):
         shares([at(100.0, 0.0)])
+
+
+def test_the_command_sums_samples_over_each_run_and_refuses_bad_input_first(tmp_path) -> None:
+    import json
+
+    from bench.cli import CommandError
+    from bench.cli.cpushare import run
+
+    def at(t: float, used: float) -> dict:
+        return {"t": t, "load": [3.0, 2.0, 1.0], "cores_busy_s": [used, used],
+                "procs": [proc(3, 2, "VLLM::Worker", "VLLM::Worker", used)]}
+
+    samples = tmp_path / "samples.jsonl"
+    samples.write_text("".join(json.dumps(at(t, t / 2)) + "\n" for t in (1000.0, 1002.0, 1004.0)))
+    run_dir = tmp_path / "real-r0"
+    run_dir.mkdir()
+    (run_dir / "manifest.json").write_text(json.dumps({"started_at": "1970-01-01T00:16:40+00:00",
+                                                      "ended_at": "1970-01-01T00:16:44+00:00"}))
+    out = tmp_path / "cpu-share.json"
+    args = argparse.Namespace(out=out, duration_s=0.0, interval_s=1.0, samples=samples, runs=[run_dir], ours=[])
+    assert run(args) == 0
+    summary = json.loads(out.read_text())["real-r0"]
+    assert summary["cores_by_role"]["model_worker"] == 0.5 and summary["load_avg_1_5_15"] == [3.0, 2.0, 1.0]
+    with pytest.raises(CommandError, match="--runs needs --samples"):
+        run(argparse.Namespace(**{**vars(args), "samples": tmp_path / "none.jsonl"}))
+    with pytest.raises(CommandError, match="not run folders"):
+        run(argparse.Namespace(**{**vars(args), "runs": [tmp_path]}))
+    with pytest.raises(CommandError, match="must be positive"):
+        run(argparse.Namespace(**{**vars(args), "runs": []}))

@@ -84,9 +84,10 @@ router's, its latencies were optimistic by the sharing too.
 
 ## Where the CPU goes, and a share of it for the simulator (2026-12-03)
 
-`python -m bench.lab.cpushare` sampled every process's CPU time (/proc, through psutil, every 2 s) while the
-`real` stack ran the same mix again (`results/{{ folder2 }}/`, `cpu-share.json`); each run's window is its manifest's
-start to end. Cores used per second (1.0 is one whole core of the {{ machine_cores }}), by the process's part:
+`python -m bench cpushare` (then run as `python -m bench.lab.cpushare`, the same code) sampled every process's CPU
+time (/proc, through psutil, every 2 s) while the `real` stack ran the same mix again (`results/{{ folder2 }}/`,
+`cpu-share.json`); each run's window is its manifest's start to end. Cores used per second (1.0 is one whole core of
+the {{ machine_cores }}), by the process's part:
 
 {{ table(cpu_table) }}
 
@@ -120,9 +121,9 @@ off as their table says: the API server is ruled out as the cause (a few % of th
 `python -m bench run --mix npc-cpu --duration-s 60 --repeats 2 --run-id real --results-dir results/{{ folder }}` on
 `cpu` and `--run-id cpu-sim` (later `cpu-sim-shared`, `cpu-sim-shared-b`) on `cpu-sim`. {{ runs_provenance }}
 
-`results/{{ folder2 }}/`: on `cpu`, beside `python -m bench.lab.cpushare --out samples.jsonl --duration-s 330
+`results/{{ folder2 }}/`: on `cpu`, beside `python -m bench cpushare --out samples.jsonl --duration-s 330
 --interval-s 2`, `python -m bench run --mix npc-cpu --duration-s 60 --repeats 2 --run-id real` and `--npcs 4 --run-id
-real-npcs4-r0`; `python -m bench.lab.cpushare --samples samples.jsonl --runs ... --out cpu-share.json`; then on `cpu-sim`
+real-npcs4-r0`; `python -m bench cpushare --samples samples.jsonl --runs ... --out cpu-share.json`; then on `cpu-sim`
 the same runs as `before-sim` and `before-npcs4-sim` and, with `--set groups.heavy.sim.device_share={{ share_set }}`
 (and `light`), `share-sim` and `share-npcs4-sim`. {{ runs2_provenance }}
 """
