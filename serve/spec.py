@@ -74,6 +74,10 @@ class SimLatency(_Strict):
     decode_ms_per_seq: float = Field(ge=0, description="per sequence that decodes one token in the step")
     decode_ms_per_kv_token: float = Field(0.0, ge=0, description="per token of context the step's decoding "
                                           "sequences attend to (reading their KV cache)")
+    device_share: float = Field(1.0, gt=0, le=1, description="the share of its device (core or GPU) the worker's "
+                                "engine gets while it has work, besides the simulated workers sharing it: below 1 when "
+                                "processes the simulation does not model (other programs on the machine) take part of "
+                                "the cores; a step lasts its cost divided by it. Measure it with bench/lab/cpushare.py")
     output_lag_steps: int = Field(0, ge=0, le=1, description="1: a step's tokens reach the client only when the next "
                                   "step has run, as with vLLM V1's async scheduling (its output is processed while the "
                                   "next step runs); 0: as soon as their step ends")

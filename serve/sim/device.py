@@ -36,3 +36,9 @@ class Device:
     def sharers(self) -> int:
         """Workers with work on this device, this one included (1 on a device of its own)."""
         return max(1, sum(self.memory[:])) if self.memory is not None else 1
+
+    def stretch(self, device_share: float = 1.0) -> float:
+        """How many times its cost a step starting now lasts: the workers busy on the device share it, and the
+        device gives the simulated workers only `device_share` of itself (the rest goes to processes the simulation
+        does not model)."""
+        return self.sharers() / device_share

@@ -185,7 +185,7 @@ def create_app(config: SimWorkerConfig) -> FastAPI:
             device.busy(True)
             # Back to back, a step starts when the last one was due to end, so the loop's own lateness
             # (a late wake-up, the Python between steps) does not add up over a reply's steps.
-            deadline = max(loop.time(), deadline) + step.duration_s * device.sharers()
+            deadline = max(loop.time(), deadline) + step.duration_s * device.stretch(config.engine.latency.device_share)
             await asyncio.sleep(max(0.0, deadline - loop.time()))
             tokens = [(seq, seq.output_tokens, seq.state == "finished") for seq in engine.complete(step)]
             release(held)

@@ -237,7 +237,7 @@ def test_calibration_recovers_the_terms_that_made_its_probes() -> None:
     probes += [Probe(kind="decode", prompt_tokens=n, batch=b, seconds=gap_ms(b, n) / 1000)
                for n in (20, 1200) for b in (1, 2, 4, 8)]
     latency = fit("w", probes, budget=2048, source="test").latency
-    derivation = {"source", "output_lag_steps", "gpu", "model", "quantization", "kv_cache_dtype"}
+    derivation = {"source", "output_lag_steps", "device_share", "gpu", "model", "quantization", "kv_cache_dtype"}
     assert latency.model_dump(exclude=derivation) == pytest.approx(
         {"request_overhead_ms": 5, "step_overhead_ms": 20, "prefill_ms_per_token": 0.8,
          "prefill_ms_per_token_pair": 0.0001, "decode_ms_per_seq": 3, "decode_ms_per_kv_token": 0.01}, abs=1e-3)
@@ -297,3 +297,15 @@ def test_a_step_lasts_as_many_times_its_cost_as_workers_are_busy_on_the_device(t
     Device(shared[0])  # a restarted worker clears the byte it may have left set
     assert c.sharers() == 1
     assert Device(None).sharers() == 1
+
+
+def test_a_device_given_in_part_to_other_processes_stretches_every_step(tmp_path) -> None:
+    from serve.sim.device import Device
+    from serve.sim.engine import SharedDevice
+
+    shared = [SharedDevice(name="cpu0", path=str(tmp_path / "cpu0"), slot=i, slots=2) for i in range(2)]
+    a, b = (Device(s) for s in shared)
+    assert a.stretch() == 1 and a.stretch(0.5) == 2
+    a.busy(True)
+    b.busy(True)
+    assert a.stretch(0.5) == 4  # two workers busy on a core of which they get half
