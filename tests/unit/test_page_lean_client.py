@@ -13,7 +13,7 @@ RUN = Path(__file__).parents[2] / "results" / "fidelity-cpu-locked" / "bench"
 
 
 def test_load_log_readings_become_rows(tmp_path: Path) -> None:
-    log = tmp_path / "session-load.log"
+    log = tmp_path / "session-load.txt"
     log.write_text("== 2026-12-03T21:07:27Z session start | 20.01 33.11 23.36 12/235 22982\n"
                    " 31.0 01:02 python -m something\n"
                    "== 2026-12-03T21:09:00Z before default-lean-r0 | 1.20 2.00 3.00 1/200 1\n")

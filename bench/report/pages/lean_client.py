@@ -17,7 +17,7 @@ from bench.rundir import read_manifest
 
 LEAN_FIDELITY = ["fidelity-cpu-lean", "fidelity-cpu-lean-r1", "fidelity-cpu-lean-r2"]
 BEFORE_AFTER = "lean-before-after"
-LOAD_LOG = "session-load.log"  # the load averages and busiest processes, noted before and after each step
+LOAD_LOG = "session-load.txt"  # the load averages and busiest processes, noted before and after each step
 FIGURES = ["ttft_p50_s", "ttft_p95_s", "e2e_p50_s", "e2e_p95_s", "goodput_rps", "slo_attainment"]
 
 TEMPLATE = """# The lean client on the real CPU stack
