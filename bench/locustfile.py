@@ -39,7 +39,7 @@ from bench.load.reports import server_summary, write_locust_reports
 from bench.load.scrape import ServerScraper, Target
 from bench.load.webform import add_figures_tab, add_start_page
 from bench.options import LoadOptions
-from bench.records import RequestRecord, RunStatus, meets_slo
+from bench.records import RequestRecord, RunStatus, lateness_check, meets_slo
 from bench.report.summary import summarize
 from bench.rundir import RunDir, new_run_id, read_requests, reset_prefix_caches, write_ticks
 from bench.shapes.tick import TickBurst
@@ -296,6 +296,7 @@ class LocustRun:
         summary.server = server_summary(self.scraper.window, self.stack, run_dir, None if self.redis_at_start is None
                                         or redis_now is None else redis_now - self.redis_at_start)
         summary.client = self.cost.client_load(summary.all.requests, list(self.master.workers_done.values()))
+        summary.lateness = lateness_check(summary.client, run_dir.manifest.mix)
         if self.ledgers:  # every NPC's last ticks, now that their replies are in
             self.closed([t for ledger in self.ledgers.values() for t in ledger.close()])
             write_ticks(run_dir, self.ticks)

@@ -14,6 +14,14 @@ from serve import Gpu, StackSpec
 Outcome = Literal["ok", "error", "timeout", "tool_invalid", "interrupted", "cancelled"]
 RunStatus = Literal["running", "complete", "interrupted", "failed"]
 
+# The bench's own lateness, stated once. A run whose load generator's timers fired late, at p99, by more than this
+# fraction of the run's tightest latency budget says so (summary, `bench show`, `bench compare`, the report's
+# harness-cost panel): a share of its tail latencies is then the bench's, not the stack's. 10 % keeps what the bench
+# adds to a tail small beside what the budget allows.
+LATENESS_SLO_FRACTION = 0.10
+# Issue #25's goal for the CPU stack at the default mix: the load generator's p99 timer lateness at most this.
+LATENESS_GOAL_MS = 50.0
+
 
 class RequestRecord(BaseModel):
     """One request as the client saw it. Times are seconds; `t_start` is Unix time."""
@@ -200,6 +208,49 @@ class ClientLoad(BaseModel):
     loop_lag_max_ms: float
 
 
+class LatenessCheck(BaseModel):
+    """The load generator's p99 timer lateness against the run's tightest latency budget: `exceeded` says the
+    run's tails are partly the bench's own."""
+
+    p99_ms: float = Field(description="ClientLoad.loop_lag_p99_ms")
+    tightest_budget: str | None = Field(description="which budget is tightest: `CLASS.FIELD` of a class SLO, or "
+                                        "`tick deadline`; None when the run judges no latency")
+    tightest_budget_ms: float | None
+    fraction: float = Field(description="LATENESS_SLO_FRACTION when checked")
+    limit_ms: float | None = Field(description="fraction x the tightest budget; None: nothing to exceed")
+    exceeded: bool = Field(description="p99 lateness above limit_ms")
+
+    def describe(self) -> str:
+        """One line for the terminal and the report."""
+        if self.limit_ms is None:
+            return f"p99 timer lateness {self.p99_ms:g} ms; the run sets no latency budget to hold it against"
+        verdict = ("EXCEEDS" if self.exceeded else "within")
+        told = (f"p99 timer lateness {self.p99_ms:g} ms {verdict} {self.fraction:.0%} of the tightest budget "
+                f"({self.tightest_budget} {self.tightest_budget_ms:g} ms): limit {self.limit_ms:g} ms")
+        return told + ("; this run's tail latencies are partly the bench's own" if self.exceeded else "")
+
+
+def tightest_budget(mix: ResolvedMix) -> tuple[str, float] | None:
+    """The smallest latency budget a run judges its requests by, in ms: every set SLO field of its classes, and a
+    tick shape's decision deadline. None when it sets none."""
+    budgets = {f"{name}.{field}": value for name, cls in mix.classes.items()
+               for field, value in cls.slo.model_dump().items() if value is not None}
+    if (deadline := getattr(mix.mix.shape, "tick_deadline_s", None)) is not None:
+        budgets["tick deadline"] = deadline
+    if not budgets:
+        return None
+    name = min(budgets, key=lambda key: budgets[key])
+    return name, round(budgets[name] * 1000, 3)
+
+
+def lateness_check(client: ClientLoad, mix: ResolvedMix, fraction: float = LATENESS_SLO_FRACTION) -> LatenessCheck:
+    """Whether the load generator's p99 lateness exceeds `fraction` of the run's tightest budget."""
+    name, budget_ms = tightest_budget(mix) or (None, None)
+    limit = None if budget_ms is None else round(budget_ms * fraction, 3)
+    return LatenessCheck(p99_ms=client.loop_lag_p99_ms, tightest_budget=name, tightest_budget_ms=budget_ms,
+                         fraction=fraction, limit_ms=limit, exceeded=limit is not None and client.loop_lag_p99_ms > limit)
+
+
 class RunSummary(BaseModel):
     duration_s: float
     all: Figures
@@ -208,6 +259,9 @@ class RunSummary(BaseModel):
     server: ServerSummary | None = None
     client: ClientLoad | None = Field(None, description="the load generator's own CPU and timer lag; None in runs "
                                       "made before it was recorded")
+    lateness: LatenessCheck | None = Field(None, description="the load generator's p99 timer lateness against "
+                                           "the run's tightest budget; None in runs made before it was recorded "
+                                           "(Manifest.lateness() works it out for those)")
     decisions: DecisionFigures | None = Field(None, description="tick shape: fresh, late and fallback NPC-ticks, "
                                               "staleness, thinking share")
     decisions_by_class: dict[str, DecisionFigures] = Field(
@@ -239,6 +293,15 @@ class Manifest(Provenance):
                                                 "(wall_s, cpu_s, engine_steps, virtual_s)")
     summary: RunSummary | None = Field(None, description="None until the run has ended")
     notes: list[str] = Field(default_factory=list)
+
+    def lateness(self) -> LatenessCheck | None:
+        """The run's lateness check: as recorded, or worked out from its client load and mix for runs made before
+        it was recorded; None when the run has no client load."""
+        if self.summary is None:
+            return None
+        if self.summary.lateness is not None:
+            return self.summary.lateness
+        return None if self.summary.client is None else lateness_check(self.summary.client, self.mix)
 
     @field_validator("summary", mode="before")
     @classmethod

@@ -259,6 +259,11 @@ def provenance_warnings(subjects: list[Subject]) -> list[str]:
     differ("stack spec", {k: m.stack.model_dump(mode="json") for k, m in runs.items()})
     differ("mix", {k: m.mix.model_dump(mode="json") for k, m in runs.items()})
     differ("code (git commit)", {k: m.git.commit for k, m in runs.items()})
+    # a run from before manifest.client was recorded used the SDK
+    differ("load generator client (--client)", {k: m.client or "openai" for k, m in runs.items()})
+    if late := [k for k, m in runs.items() if (check := m.lateness()) is not None and check.exceeded]:
+        warnings.append("the load generator's p99 timer lateness exceeded its limit in "
+                        f"{', '.join(late)}: their tail latencies are partly the bench's own")
     if dirty := [k for k, m in runs.items() if m.git.dirty]:
         warnings.append(f"measured from a dirty tree (the commit is not all the code that ran): {', '.join(dirty)}")
     states = {k: "not recorded" if m.cache is None else "reset" if m.cache.reset else "warm" if m.cache.warm
@@ -269,6 +274,24 @@ def provenance_warnings(subjects: list[Subject]) -> list[str]:
     return warnings
 
 
+def lateness_line(subject: Subject) -> str | None:
+    """The load generator's p99 timer lateness of each run of a subject against its limit (Manifest.lateness),
+    flagging the runs whose tails are partly the bench's own; None when no run recorded its client load."""
+    checks = {run.manifest.run_id: check for run in subject.runs if (check := run.manifest.lateness()) is not None}
+    if not checks:
+        return None
+    shown = ", ".join(f"{run_id} {c.p99_ms:g} ms" + (" EXCEEDS" if c.exceeded else "") for run_id, c in checks.items())
+    limits = sorted({c.limit_ms for c in checks.values() if c.limit_ms is not None})
+    line = f"load generator's p99 timer lateness: {shown}"
+    if limits:
+        first = next(c for c in checks.values() if c.limit_ms is not None)
+        line += (f" (limit {' / '.join(f'{v:g}' for v in limits)} ms: {first.fraction:.0%} of the tightest budget, "
+                 f"{first.tightest_budget})")
+    if any(c.exceeded for c in checks.values()):
+        line += "; WARNING: tails partly the bench's own"
+    return line
+
+
 def render(subjects: list[Subject], table: pd.DataFrame) -> str:
     """The comparison as text: the subjects, then one table per class."""
     lines = []
@@ -277,6 +300,8 @@ def render(subjects: list[Subject], table: pd.DataFrame) -> str:
         role = "baseline" if i == 0 else f"#{i}"
         lines.append(f"{role}: {subject.name} ({len(subject.runs)} run{'s' * (len(subject.runs) > 1)}"
                      + (f"; {settings}" if settings else "") + ")")
+        if lateness := lateness_line(subject):
+            lines.append(f"  {lateness}")
     for cls, part in table.groupby("cls", sort=False):
         lines.append(f"\n{cls}")
         wide = part.pivot_table(index="figure", columns="subject", values="shown", aggfunc="first", sort=False)

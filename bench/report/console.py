@@ -50,6 +50,8 @@ def print_summary(run_dir: Path) -> None:
         print(f"  load generator: {load.cpu_s:g} CPU s ({load.cpu_ms_per_request} ms a request); its 100 ms timers "
               f"fired late by {load.loop_lag_p50_ms:g} ms (p50), {load.loop_lag_p99_ms:g} ms (p99), "
               f"{load.loop_lag_max_ms:g} ms (max)")
+    if (lateness := manifest.lateness()) is not None:
+        print(f"  {'WARNING: ' if lateness.exceeded else ''}{lateness.describe()}")
     if summary.server is None:
         return
     print(f"  output tokens: client {summary.all.output_tokens_total}, "

@@ -41,4 +41,6 @@ def cost(run: Run) -> str | None:
         body += [paragraph("The load generator (Locust): its CPU, and how late its 100 ms timers fired. A starved "
                            "load generator measures every latency late by as much."),
                  table(pd.DataFrame([client.model_dump()], index=pd.Index(["load generator"])), "client")]
+    if (lateness := run.manifest.lateness()) is not None:
+        body.append(paragraph(("Warning: " if lateness.exceeded else "") + lateness.describe() + "."))
     return section("The harness's own cost", *body)
