@@ -127,3 +127,13 @@ class NPC:
             return
         keep = reply is not None and self.turn + 1 < (cls.turns or 1)
         self.history = [*sent, {"role": "assistant", "content": reply}] if keep else []
+
+
+def npc_identity(local: int, worker_index: int | None, workers: int) -> tuple[str, str, int]:
+    """An NPC's id, the key of its random seed, and its faction number, from its number in its Locust process and
+    that process's Locust worker index (None: the only process). In a run of several processes, here or on other
+    hosts, the id carries the worker index, so it is unique however many workers join or rejoin (a restarted worker
+    gets a new index); the faction interleaves the workers' NPCs as one process's would be numbered."""
+    if worker_index is None:
+        return f"npc-{local}", str(local), local
+    return f"npc-w{worker_index}-{local}", f"w{worker_index}-{local}", local * max(workers, 1) + worker_index
