@@ -100,7 +100,7 @@ class LocustRun:
         self.relay: WorkerRelay | None = None  # set in a Locust worker process, which sends its records to the master
         self.master = MasterRelay(self._keep)  # used in the master of several Locust processes
         self.runner: WorkerRunner | None = None
-        self.processes = 1
+        self.processes = 0  # in a worker process of `--processes N`: N
         self.inflight = gevent.pool.Group()
         self.background: list[gevent.Greenlet] = []
         self.npc_ids = itertools.count()
@@ -175,7 +175,7 @@ class LocustRun:
         if isinstance(environment.runner, WorkerRunner):  # one of several Locust processes: the master keeps the run
             self.runner, self.relay = environment.runner, WorkerRelay(environment.runner)
             environment.runner.register_message(FINISH_MESSAGE, lambda **kw: gevent.spawn(environment.runner.stop))
-            self.processes = max(environment.parsed_options.processes or 1, environment.parsed_options.expect_workers or 1)
+            self.processes = environment.parsed_options.processes or 0  # --processes N here; none for `bench worker`
             self.background = [gevent.spawn(self.relay.send_loop), gevent.spawn(self.cost.lag_loop)]
             return
         self.figures.reset()

@@ -129,11 +129,16 @@ class NPC:
         self.history = [*sent, {"role": "assistant", "content": reply}] if keep else []
 
 
-def npc_identity(local: int, worker_index: int | None, workers: int) -> tuple[str, str, int]:
+def npc_identity(local: int, worker_index: int | None, processes: int | None) -> tuple[str, str, int]:
     """An NPC's id, the key of its random seed, and its faction number, from its number in its Locust process and
-    that process's Locust worker index (None: the only process). In a run of several processes, here or on other
-    hosts, the id carries the worker index, so it is unique however many workers join or rejoin (a restarted worker
-    gets a new index); the faction interleaves the workers' NPCs as one process's would be numbered."""
+    that process's Locust worker index (None: the only process).
+    - `--processes N` on one host (`processes`: N, and every worker index below it): `npc-(local * N + index)`,
+      numbered as one process would number them.
+    - workers started apart, on this host or others (`processes` None): `npc-w<index>-<local>`, unique however
+      many workers join or rejoin (a restarted worker gets a new index from the master)."""
     if worker_index is None:
         return f"npc-{local}", str(local), local
-    return f"npc-w{worker_index}-{local}", f"w{worker_index}-{local}", local * max(workers, 1) + worker_index
+    if processes and worker_index < processes:
+        index = local * processes + worker_index
+        return f"npc-{index}", str(index), index
+    return f"npc-w{worker_index}-{local}", f"w{worker_index}-{local}", local + worker_index

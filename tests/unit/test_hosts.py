@@ -73,9 +73,11 @@ def test_the_master_waits_for_connected_workers_only_not_for_lost_ones() -> None
 
 
 def test_npc_ids_are_unique_across_workers_and_unchanged_for_one_process() -> None:
-    assert npc_identity(7, None, 1) == ("npc-7", "7", 7)
-    ids = {npc_identity(n, w, 2)[0] for w in range(5) for n in range(50)}  # workers 2..4 joined beyond the expected 2
-    assert len(ids) == 250
+    assert npc_identity(7, None, None) == ("npc-7", "7", 7)
+    assert npc_identity(3, 1, 2) == ("npc-7", "7", 7)  # --processes 2: numbered as one process would
+    assert {npc_identity(n, w, 2)[0] for w in range(2) for n in range(50)} == {f"npc-{i}" for i in range(100)}
+    ids = {npc_identity(n, w, None)[0] for w in range(5) for n in range(50)}  # `bench worker`s, however many join
+    assert len(ids) == 250 and "npc-w4-49" in ids
 
 
 def parse(*argv: str) -> argparse.Namespace:
