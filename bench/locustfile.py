@@ -12,6 +12,8 @@ Each test start writes a new folder under `results/` (see bench/rundir.py).
 from __future__ import annotations
 
 import itertools
+import json
+import os
 import random
 import sys
 import time
@@ -33,7 +35,7 @@ from bench.load.events import fire_request
 from bench.load.figures import NpcFigures
 from bench.load.folder import new_manifest, note_start
 from bench.load.loops import LoadCost, scrape_loop
-from bench.load.npc import NPC
+from bench.load.npc import NPC, npc_identity
 from bench.load.relay import FINISH_MESSAGE, RECORDS_MESSAGE, MasterRelay, WorkerRelay
 from bench.load.reports import server_summary, write_locust_reports
 from bench.load.scrape import ServerScraper, Target
@@ -45,9 +47,16 @@ from bench.rundir import RunDir, new_run_id, read_requests, reset_prefix_caches,
 from bench.shapes.tick import TickBurst
 from bench.spec import ResolvedMix, direct_worker, load_mix, mix_names
 from serve import NOT_READY, StackState, master_key, ready_state, redis_commands
+from serve.common import now_iso
 
 # The workers' counters the run summary compares with what the client counted.
 SETTLED_COUNTERS = ("vllm:generation_tokens_total", "vllm:prompt_tokens_total", "vllm:request_success_total")
+# The run's set-up (resolved mix, stack state: no key), which the master puts among its parsed options: Locust sends
+# those to every worker with each spawn, so a worker on another host needs neither the mix file nor the stack's state.
+SETUP_OPTION = "npc_setup"
+# On a worker's host: the proxy's URL as seen from there, when it differs from the master's (`bench worker --proxy-url`).
+PROXY_URL_ENV = "NPCBENCH_WORKER_PROXY_URL"
+ROSTER_EVERY_S = 1.0
 
 
 class NoStackError(RuntimeError):
@@ -91,7 +100,7 @@ class LocustRun:
         self.relay: WorkerRelay | None = None  # set in a Locust worker process, which sends its records to the master
         self.master = MasterRelay(self._keep)  # used in the master of several Locust processes
         self.runner: WorkerRunner | None = None
-        self.processes = 1
+        self.processes = 0  # in a worker process of `--processes N`: N
         self.inflight = gevent.pool.Group()
         self.background: list[gevent.Greenlet] = []
         self.npc_ids = itertools.count()
@@ -113,14 +122,22 @@ class LocustRun:
         if self.prepared:
             return
         options = LoadOptions.from_args(environment.parsed_options)
-        stack = ready_state()
-        if stack is None:
-            raise NoStackError(NOT_READY)
-        if resolved := environment.parsed_options.resolved_mix:  # each Locust process would load the tokenizer again
-            mix = ResolvedMix.model_validate_json(Path(resolved).read_text())
-        else:  # the web UI's form: the mix is chosen here
-            mix = load_mix(options.mix, options.npcs, options.rate_rps, options.duration_s, options.tick_policy)
-            check_fits(mix, stack.spec)
+        worker = isinstance(environment.runner, WorkerRunner)
+        if worker and (setup := getattr(environment.parsed_options, SETUP_OPTION, None)):  # the master's, as it is
+            mix, stack = setup_from_master(setup)
+        else:
+            state = ready_state()
+            if state is None:
+                raise NoStackError(NOT_READY)
+            stack = state
+            if resolved := environment.parsed_options.resolved_mix:  # each Locust process would load the tokenizer again
+                mix = ResolvedMix.model_validate_json(Path(resolved).read_text())
+            else:  # the web UI's form: the mix is chosen here
+                mix = load_mix(options.mix, options.npcs, options.rate_rps, options.duration_s, options.tick_policy)
+                check_fits(mix, stack.spec)
+            if isinstance(environment.runner, MasterRunner):
+                setattr(environment.parsed_options, SETUP_OPTION,
+                        json.dumps({"mix": mix.model_dump(mode="json"), "stack": stack.model_dump(mode="json")}))
         self.mix, self.stack = mix, stack
         self.key = master_key()
         self.direct, base_url, api_key = None, stack.base_url, self.key
@@ -141,7 +158,7 @@ class LocustRun:
         self.slots = gevent.lock.BoundedSemaphore(cap) if cap else None
         self.ledgers, self.ticks = {}, []
         self.cache_reset = options.cache == "reset"
-        if self.cache_reset:  # last, so nothing else delays the start after it
+        if self.cache_reset and not worker:  # last, so nothing else delays the start after it (the master's own)
             reset_prefix_caches({w.name: w.url for w in stack.workers})
         self.t0 = time.time()
         self.prepared = True
@@ -158,13 +175,14 @@ class LocustRun:
         if isinstance(environment.runner, WorkerRunner):  # one of several Locust processes: the master keeps the run
             self.runner, self.relay = environment.runner, WorkerRelay(environment.runner)
             environment.runner.register_message(FINISH_MESSAGE, lambda **kw: gevent.spawn(environment.runner.stop))
-            self.processes = environment.parsed_options.processes or 1
+            self.processes = environment.parsed_options.processes or 0  # --processes N here; none for `bench worker`
             self.background = [gevent.spawn(self.relay.send_loop), gevent.spawn(self.cost.lag_loop)]
             return
         self.figures.reset()
         if isinstance(environment.runner, MasterRunner):
             self.master = MasterRelay(self._keep)
             environment.runner.register_message(RECORDS_MESSAGE, self.master.received)
+            self._roster(environment, started=False)  # the workers there at the start
         options, run_dir = LoadOptions.from_args(environment.parsed_options), environment.parsed_options.run_dir
         run_id = Path(run_dir).name if run_dir else new_run_id(self.mix.name, simulated=self.stack.spec.simulated)
         path = Path(run_dir) if run_dir else options.results_dir / run_id
@@ -184,8 +202,20 @@ class LocustRun:
         self.background = [gevent.spawn(scrape_loop, self.scraper, options.scrape_interval_s, self.stack.supervisor_pid,
                                         self._stack_lost, self._progress),
                            gevent.spawn(self.cost.lag_loop)]
+        if isinstance(environment.runner, MasterRunner):
+            self.background.append(gevent.spawn(self._roster_loop, environment))
         print(f"[bench] run {run_id}: mix {self.mix.name} ({self.mix.mix.shape.kind} shape), "
               f"writing {path}", file=sys.stderr, flush=True)
+
+    def _roster(self, environment, started: bool = True) -> None:
+        runner = environment.runner
+        self.master.update_roster({c.id: c.state for c in runner.clients.values()}, runner.get_worker_index, now_iso(),
+                                  started=started)
+
+    def _roster_loop(self, environment) -> None:
+        while True:
+            gevent.sleep(ROSTER_EVERY_S)
+            self._roster(environment)
 
     def _stack_lost(self, why: str) -> None:
         self.stack_lost = why
@@ -286,8 +316,11 @@ class LocustRun:
             # own "stop" message would do, but a worker then sleeps out the stop timeout and misses the "quit".)
             environment.runner.send_message(FINISH_MESSAGE)
             if missing := self.master.wait_for_workers(environment.parsed_options.expect_workers or 1,
-                                                       self.stack.spec.proxy.timeout_s + 30):
+                                                       self.stack.spec.proxy.timeout_s + 30,
+                                                       refresh=lambda: self._roster(environment)):
                 run_dir.manifest.notes.append(missing)
+            run_dir.manifest.notes.extend(self.master.notes())
+            run_dir.manifest.load_workers = sorted(self.master.roster.values(), key=lambda w: w.index)
         gevent.killall(self.background)
         self.scraper.scrape_until_settled(SETTLED_COUNTERS)  # the last samples close the counters' window
         duration = time.time() - self.t0
@@ -315,6 +348,15 @@ class LocustRun:
 
 
 RUN = LocustRun()
+
+
+def setup_from_master(setup: str) -> tuple[ResolvedMix, StackState]:
+    """In a worker: the mix and stack the master resolved; the proxy's URL as this host reaches it, if it differs."""
+    data = json.loads(setup)
+    mix, stack = ResolvedMix.model_validate(data["mix"]), StackState.model_validate(data["stack"])
+    if url := os.environ.get(PROXY_URL_ENV):
+        stack.proxy = stack.proxy.model_copy(update={"url": url.rstrip("/").removesuffix("/v1")})
+    return mix, stack
 
 
 @events.init.add_listener
@@ -368,11 +410,10 @@ class NPCUser(User):
     """One NPC; its shape's pacer decides when it sends."""
 
     def on_start(self) -> None:
-        index = next(RUN.npc_ids)
-        if RUN.runner is not None:  # one of several Locust processes: NPC ids stay unique across them
-            index = index * RUN.processes + max(RUN.runner.worker_index, 0)
-        seed = RUN.mix.mix.seed
-        self.npc = NPC(npc_id=f"npc-{index}", rng=random.Random(f"{seed}/{index}"), faction=index)
+        # one of several Locust processes: NPC ids stay unique across them, on this host or others
+        worker_index = None if RUN.runner is None else max(RUN.runner.worker_index, 0)
+        npc_id, seed_key, faction = npc_identity(next(RUN.npc_ids), worker_index, RUN.processes)
+        self.npc = NPC(npc_id=npc_id, rng=random.Random(f"{RUN.mix.mix.seed}/{seed_key}"), faction=faction)
         shape = RUN.mix.mix.shape
         self.pacer = shape.pacer(shape, RUN, self.npc)
 

@@ -268,6 +268,25 @@ class RunSummary(BaseModel):
         default_factory=dict, description="tick shape: the same per class, over the ticks that sent a request of it")
 
 
+class LoadWorker(BaseModel):
+    """A Locust worker process of a run spread over processes or hosts (`--processes`, `--master`), as its master
+    saw it: when it joined and left, and how many request records it sent."""
+
+    index: int = Field(description="Locust's worker index, given by the master in order of joining (from 0)")
+    client_id: str = Field(description="Locust's id of the worker process: its host name and a random suffix")
+    joined_at: str = Field(description="when the master first saw it (the run's start for those there at the start)")
+    late: bool = Field(False, description="it joined after the run had started")
+    left_at: str | None = Field(None, description="when it left the master (stopped, quit or stopped answering)")
+    left: Literal["stopped", "missing"] | None = Field(
+        None, description="how it left before sending its last report: `stopped` (it quit or stopped) or `missing` "
+        "(it stopped answering Locust's heartbeats: killed, crashed, network lost); None if it finished")
+    records: int = Field(0, description="request records the master received from it (all of them are in "
+                         "requests.jsonl)")
+    sent: int | None = Field(None, description="request records it said it had made, at its last report")
+    finished: bool = Field(False, description="it sent its last records at the run's end; if not, requests it had "
+                           "in flight or not yet sent (at most its last 0.5 s) are not in the folder")
+
+
 class Manifest(Provenance):
     """Everything needed to read a run folder with no other input."""
 
@@ -293,6 +312,8 @@ class Manifest(Provenance):
                                                 "(wall_s, cpu_s, engine_steps, virtual_s)")
     summary: RunSummary | None = Field(None, description="None until the run has ended")
     notes: list[str] = Field(default_factory=list)
+    load_workers: list[LoadWorker] = Field(default_factory=list, description="the Locust worker processes of a run "
+                                           "spread over processes or hosts, in order of joining; empty for one process")
 
     def lateness(self) -> LatenessCheck | None:
         """The run's lateness check: as recorded, or worked out from its client load and mix for runs made before

@@ -4,6 +4,7 @@
                         [--repeats 3] [--cache reset]      repeated, from empty prefix caches
                         [--direct light-0]                  straight to one worker
                         [--processes 2]                     several Locust processes, one folder
+                        [--master --expect-workers 2]       workers on other hosts (`bench worker`), one folder
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ from serve import StackState
 ORDER = 1
 HELP = "a headless run of a mix"
 SINGLE_PROCESS_SHAPES = ("tick", "trace")
+MASTER_PORT = 5557  # Locust's default
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -37,6 +39,16 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         "give each figure's confidence interval over the runs")
     parser.add_argument("--processes", type=int, default=1, help="Locust processes generating the load (Locust's "
                         "--processes: a master and N workers); the run still writes one results folder")
+    hosts = parser.add_argument_group("load from several hosts (docs/how-to/scale-out.md)")
+    hosts.add_argument("--master", action="store_true", help="be the Locust master of workers started with `python -m "
+                       "bench worker` (on this host or others); they send their records here, into one folder")
+    hosts.add_argument("--expect-workers", type=int, default=1, help="with --master: start once this many workers "
+                       "have joined (later ones join the running load)")
+    hosts.add_argument("--expect-workers-max-wait", type=float, default=300.0, help="with --master: seconds to wait "
+                       "for them before giving up")
+    hosts.add_argument("--master-bind-host", default="127.0.0.1", help="with --master: the interface workers connect "
+                       "to; 0.0.0.0 or a LAN address for workers on other hosts")
+    hosts.add_argument("--master-bind-port", type=int, default=MASTER_PORT, help="with --master: its port")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -45,9 +57,7 @@ def run(args: argparse.Namespace) -> int:
         raise CommandError("--repeats must be at least 1")
     if args.processes < 1:
         raise CommandError("--processes must be at least 1")
-    if args.processes > 1 and mix.mix.shape.kind in SINGLE_PROCESS_SHAPES:
-        raise CommandError(f"--processes {args.processes}: a {mix.mix.shape.kind} shape keeps state across its NPCs "
-                           "(the game's tick ledger, a trace's schedule) in one process; run it with --processes 1")
+    check_distribution(args, mix.mix.shape.kind)
     if git_info().dirty:
         print(f"warning: {DIRTY_TREE_NOTE}", file=sys.stderr, flush=True)
     run_id = labelled_run_id(args.run_id, state.spec.simulated) if args.run_id else (
@@ -69,14 +79,43 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
+def check_distribution(args: argparse.Namespace, shape: str) -> None:
+    """--processes and --master: what Locust would otherwise only find out once started."""
+    if args.master and args.processes > 1:
+        raise CommandError("give either --processes (workers on this host, started for you) or --master (workers "
+                           "started with `python -m bench worker`), not both")
+    if args.expect_workers < 1:
+        raise CommandError("--expect-workers must be at least 1")
+    if not 0 < args.master_bind_port < 65536:
+        raise CommandError(f"--master-bind-port {args.master_bind_port}: not a port")
+    several = f"--processes {args.processes}" if args.processes > 1 else "--master" if args.master else None
+    if several and shape in SINGLE_PROCESS_SHAPES:
+        raise CommandError(f"{several}: a {shape} shape keeps state across its NPCs (the game's tick ledger, a trace's "
+                           "schedule) in one process; run it with --processes 1")
+
+
+def distribution_args(args: argparse.Namespace) -> list[str]:
+    """Locust's own flags for a master and its workers. With --master, rebalancing gives a late worker its share of
+    the NPCs, and moves a lost worker's NPCs to the others."""
+    if args.master:
+        return ["--master", "--expect-workers", str(args.expect_workers), "--expect-workers-max-wait",
+                f"{args.expect_workers_max_wait:g}", "--master-bind-host", args.master_bind_host,
+                "--master-bind-port", str(args.master_bind_port), "--enable-rebalancing"]
+    if args.processes > 1:  # Locust's own: a master and N worker processes, which send it their records
+        return ["--processes", str(args.processes)]
+    return []
+
+
 def run_once(args: argparse.Namespace, state: StackState, mix: ResolvedMix, run_dir: Path) -> int:
     target = next(w.url for w in state.workers if w.name == args.direct) if args.direct else state.base_url
     print(f"running mix {mix.name} ({mix.mix.shape.kind}, {mix.mix.shape.duration_s:.0f} s) against "
           f"{target}; results -> {run_dir}", flush=True)
     command = [*locust_args(args, state.spec.proxy.timeout_s), "--headless", "--only-summary", "--run-dir", str(run_dir),
                "--exit-code-on-error", "0", "--host", state.base_url, "--loglevel", "WARNING"]
-    if args.processes > 1:  # Locust's own: a master and N worker processes, which send it their records
-        command += ["--processes", str(args.processes)]
+    command += distribution_args(args)
+    if args.master:
+        print(f"waiting for {args.expect_workers} worker(s): `python -m bench worker --master-host <this host> "
+              f"--master-port {args.master_bind_port}` (master listening on {args.master_bind_host})", flush=True)
     if args.no_html_report:
         command.append("--skip-html-report")
     with tempfile.TemporaryDirectory(prefix="npcbench-mix-") as folder:  # the mix as resolved and checked here

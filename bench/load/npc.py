@@ -127,3 +127,18 @@ class NPC:
             return
         keep = reply is not None and self.turn + 1 < (cls.turns or 1)
         self.history = [*sent, {"role": "assistant", "content": reply}] if keep else []
+
+
+def npc_identity(local: int, worker_index: int | None, processes: int | None) -> tuple[str, str, int]:
+    """An NPC's id, the key of its random seed, and its faction number, from its number in its Locust process and
+    that process's Locust worker index (None: the only process).
+    - `--processes N` on one host (`processes`: N, and every worker index below it): `npc-(local * N + index)`,
+      numbered as one process would number them.
+    - workers started apart, on this host or others (`processes` None): `npc-w<index>-<local>`, unique however
+      many workers join or rejoin (a restarted worker gets a new index from the master)."""
+    if worker_index is None:
+        return f"npc-{local}", str(local), local
+    if processes and worker_index < processes:
+        index = local * processes + worker_index
+        return f"npc-{index}", str(index), index
+    return f"npc-w{worker_index}-{local}", f"w{worker_index}-{local}", local + worker_index
