@@ -16,6 +16,7 @@ from __future__ import annotations
 import argparse
 import hashlib
 import json
+import math
 import random
 import statistics
 import subprocess
@@ -203,14 +204,14 @@ def arrivals(run_spec: RunSpec, max_stage_s: float | None) -> tuple[list[Arrival
     return out, stage_of
 
 
-def simulate(run_spec: RunSpec, fit: dict[str, Any] | None = None, max_stage_s: float | None = None
-             ) -> dict[int, dict[str, float]]:
-    """Predicted metrics (ms) per stage."""
+def simulate(run_spec: RunSpec, fit: dict[str, Any] | None = None, max_stage_s: float | None = None,
+             num_blocks: int | None = None) -> dict[int, dict[str, float]]:
+    """Predicted metrics (ms) per stage; `num_blocks` replaces the memory plan's KV blocks (the KV analysis)."""
     d = derive(run_spec.gpu, run_spec.model, "bf16", fit=fit)
+    planned = kv_blocks(run_spec.gpu, run_spec.model, run_spec.gpu_mem_util, run_spec.max_num_batched_tokens, 128)
     config = EngineConfig(max_model_len=4096, max_num_seqs=128, max_num_batched_tokens=run_spec.max_num_batched_tokens,
                           block_size=GPU_BLOCK_SIZE, enable_prefix_caching=True, scheduling_policy="fcfs",
-                          num_blocks=kv_blocks(run_spec.gpu, run_spec.model, run_spec.gpu_mem_util,
-                                               run_spec.max_num_batched_tokens, 128),
+                          num_blocks=planned if num_blocks is None else num_blocks,
                           latency=SimLatency(source=d.source, **d.coefficients))
     reqs, stage_of = arrivals(run_spec, max_stage_s)
     timings = run(config, reqs)
@@ -257,6 +258,78 @@ def summarize(table: pd.DataFrame) -> pd.DataFrame:
     out = pd.concat([per_gpu, overall], ignore_index=True)
     return out.rename(columns={"median": "mdape_pct", "count": "values"})[
         ["split", "gpu", "family", "mdape_pct", "values"]]
+
+
+# -- how close each run sits to its KV capacity ------------------------------------------------------------------
+
+KV_RISE = 1.10  # a capacity "binds" once the compared stages' mean TTFT rises this much above the planned one's
+KV_MAX_STAGE_S = 120.0  # the KV analysis's stages: every run's steady state is reached within 30 s
+
+
+def kv_binding_blocks(run_spec: RunSpec, max_stage_s: float | None, fit: dict[str, Any] | None = None) -> int:
+    """The fewest KV blocks at which the replay's mean TTFT stays within KV_RISE of its value at the planned
+    capacity (bisection to 1 % of the plan): below it requests queue for blocks. Divided by the plan, the share of
+    the KV cache the run's steady state needs."""
+    planned = kv_blocks(run_spec.gpu, run_spec.model, run_spec.gpu_mem_util, run_spec.max_num_batched_tokens, 128)
+
+    def ttft(n: int) -> float:
+        p = simulate(run_spec, fit, max_stage_s, num_blocks=n)
+        return statistics.mean(p[s]["ttft_mean"] for s in run_spec.compared_stages)
+
+    # lo binds: one request's whole context (max_model_len) in blocks, or nothing; hi does not
+    base, lo, hi = ttft(planned), min(planned, 4096 // GPU_BLOCK_SIZE), planned
+    while hi - lo > max(1, planned // 100):
+        mid = (lo + hi) // 2
+        if ttft(mid) > base * KV_RISE:
+            lo = mid
+        else:
+            hi = mid
+    return hi
+
+
+def kv_demand_share(run_spec: RunSpec) -> float:
+    """The share of the planned KV blocks the run's measured steady state holds, by Little's law: requests in
+    flight (rate x measured mean e2e) times the blocks of a request halfway through its output, over the plan."""
+    stage = run_spec.compared_stages[-1]
+    rate = WORKLOADS[run_spec.workload]["stages"][stage][0]
+    in_flight = rate * run_spec.measured[stage]["e2e_mean"] / 1000
+    blocks = math.ceil((run_spec.prompt_tokens + run_spec.output_tokens[stage] / 2) / GPU_BLOCK_SIZE)
+    planned = kv_blocks(run_spec.gpu, run_spec.model, run_spec.gpu_mem_util, run_spec.max_num_batched_tokens, 128)
+    return in_flight * blocks / planned
+
+
+def kv_table(runs: list[RunSpec], max_stage_s: float | None, fractions: tuple[float, ...] = (0.9, 0.85, 0.8),
+             replay_from: float = 0.5) -> pd.DataFrame:
+    """Per run: its planned KV blocks and the share of them its measured steady state holds (`kv_demand_share`);
+    for a run holding at least `replay_from` of them, the replay again with fewer blocks: the blocks at which TTFT
+    starts to rise, and the predicted TTFT with the cache cut to a few shares of the plan (what a smaller real
+    capacity than planned would do)."""
+    from serve.sim.steptime import step_fit
+
+    rows = []
+    for r in runs:
+        stage = r.compared_stages[-1]
+        planned = kv_blocks(r.gpu, r.model, r.gpu_mem_util, r.max_num_batched_tokens, 128)
+        row: dict[str, Any] = {"gpu": r.gpu, "run": r.name, "planned_blocks": planned,
+                               "demand_share": round(kv_demand_share(r), 3),
+                               "measured_ttft_mean_ms": r.measured[stage]["ttft_mean"],
+                               "measured_ttft_p90_ms": r.measured[stage]["ttft_p90"]}
+        if row["demand_share"] >= replay_from:
+            cross = (step_fit().get("serving") or {}).get("engine_eff_cross_fold", {}).get(r.gpu, {})
+            fit = _with_serving(step_fit(), r.gpu, cross[r.name]) if r.name in cross else None
+            binding = kv_binding_blocks(r, max_stage_s, fit)
+            row.update(binding_blocks=binding, binding_share=round(binding / planned, 3))
+            for f in fractions:
+                row[f"ttft_mean_ms_at_{f:g}"] = simulate(r, fit, max_stage_s, num_blocks=int(planned * f))[stage][
+                    "ttft_mean"]
+        rows.append(row)
+    return pd.DataFrame(rows).sort_values("demand_share", ascending=False)
+
+
+def write_kv(out: Path, runs: list[RunSpec]) -> pd.DataFrame:
+    kv = kv_table([r for r in runs if r.split == "held-out"], KV_MAX_STAGE_S)
+    kv.round(3).to_csv(out / "kv-capacity.csv", index=False)
+    return kv
 
 
 # -- the serving calibration, on fitting data only ------------------------------------------------------------
@@ -393,6 +466,8 @@ def write_results(out: Path, max_stage_s: float | None) -> pd.DataFrame:
     summary = summarize(table)
     subset = subset_table(root)
     out.mkdir(parents=True, exist_ok=True)
+    print("  KV capacity analysis of the held-out runs", flush=True)
+    write_kv(out, runs)
     table.round(4).to_csv(out / "validation.csv", index=False)
     summary.round(3).to_csv(out / "summary.csv", index=False)
     step_fit_text = (Path(__file__).with_name("step_fit.json")).read_bytes()
@@ -429,6 +504,10 @@ def write_results(out: Path, max_stage_s: float | None) -> pd.DataFrame:
                   "output_tokens": {str(k): round(v, 1) for k, v in r.output_tokens.items()},
                   "kv_blocks": kv_blocks(r.gpu, r.model, r.gpu_mem_util, r.max_num_batched_tokens, 128),
                   "compared_stages": r.compared_stages, "source": r.source, "notes": r.notes} for r in runs],
+        "kv_analysis": {"file": "kv-capacity.csv", "max_stage_s": KV_MAX_STAGE_S, "ttft_rise": KV_RISE,
+                        "what": "each held-out run's measured KV demand (Little's law) over its planned blocks, "
+                                "and those holding half or more replayed with fewer blocks (serve.sim.validate."
+                                "kv_table): the blocks at which the mean TTFT starts to rise"},
         "ci_subset": {"runs": SUBSET, "max_stage_s": SUBSET_MAX_STAGE_S, "mdape_pct": round(subset_mdape(subset), 3),
                       "tolerance_pct": SUBSET_TOLERANCE_PCT},
     }

@@ -131,5 +131,37 @@ def test_the_validation_subset_stays_in_its_committed_band() -> None:
 
 
 def test_model_spec_kv_bytes_match_the_gpu_profiles_arithmetic() -> None:
-    assert model_spec("Qwen/Qwen2.5-14B-Instruct-AWQ").kv_bytes_per_token() == 196608  # gpu-sim.toml's figure
+    assert model_spec("Qwen/Qwen2.5-14B-Instruct-AWQ").kv_bytes_per_token() == 196608  # the gpu profile's figure
     assert model_spec("Qwen/Qwen3-8B-AWQ").kv_bytes_per_token() == 147456
+
+
+@pytest.mark.parametrize(("profile", "gpu"), [("gpu-sim", "L40S"), ("gpu-sim-a40", "A40")])
+def test_gpu_sim_profiles_derive_each_workers_step_times_for_their_gpu_and_keep_the_memory_plan(
+        profile: str, gpu: str) -> None:
+    from serve.gpu import plan_worker
+    from serve.render import sim_config
+    from serve.spec import load_profile
+
+    spec, real = load_profile(profile), load_profile("gpu")
+    for worker in spec.workers:
+        latency = spec.groups[worker.group].sim
+        model = spec.model_of(worker).hf_id
+        assert latency is not None and (latency.gpu, latency.model, latency.quantization) == (gpu, model, "awq")
+        assert latency.step_overhead_ms == pytest.approx(derive(gpu, model, "awq").coefficients["step_overhead_ms"])
+        assert sim_config(spec, worker).engine.num_blocks == plan_worker(real, worker, 44.5).kv_blocks
+
+
+def test_the_accuracy_page_names_the_run_nearest_its_kv_capacity_as_the_worst_ttft() -> None:
+    import pandas as pd
+
+    from bench.report.pages.simulator_accuracy import _kv
+
+    rows = pd.read_csv(RESULTS / "validation.csv")
+    kv, finding = _kv(RESULTS, rows)
+    assert kv is not None
+    nearest = kv.sort_values("demand_share").iloc[-1]
+    ttft = rows[(rows.split == "held-out") & (rows.metric == "ttft_mean")]
+    assert ttft.loc[ttft.error_pct.abs().idxmax()].run == nearest.run
+    assert f"{nearest.run} on the {nearest.gpu}" in finding and f"{nearest.demand_share:.0%}" in finding
+    assert kv[kv.run != nearest.run].demand_share.max() < 0.5 <= nearest.demand_share  # only it was replayed again
+    assert kv[kv.run != nearest.run].binding_share.isna().all() and nearest.binding_blocks < nearest.planned_blocks

@@ -24,16 +24,19 @@ memory plan, proxy) with simulated workers, so `python -m serve up --detach --pr
 without a GPU and the `{{ mix }}` mix runs end to end. Every figure below is what its runs recorded
 (`results/{{ folder }}/`, the stack spec in each manifest): the profile as it ran, not as it reads today.
 
-## The latency model: a roofline estimate, not a measurement
+## The latency model these runs had: a roofline estimate, not a measurement
 
-The profile states its derivation: a GPU's datasheet memory bandwidth and tensor throughput at an assumed fraction
-of peak; a decode step reads every weight once and each sequence's KV; prefill costs 2 x parameters FLOPs a token plus
-attention's FLOPs a token pair. As run:
+When these runs were made, the profile stated its derivation: a GPU's datasheet memory bandwidth and tensor
+throughput at an assumed fraction of peak; a decode step reads every weight once and each sequence's KV; prefill
+costs 2 x parameters FLOPs a token plus attention's FLOPs a token pair. As run:
 
 {{ table(latency) }}
 
 Read back, the step term is each model's weights read at {{ bandwidth }} GB/s and the per-context-token term its KV
 read at {{ kv_bandwidth }} GB/s: one assumed bandwidth, the model's, not a GPU's measured one.
+Today `gpu-sim.toml` derives its coefficients instead, from the L40S's datasheet and efficiencies fitted to public
+measurements (`sim = { gpu = "L40S", ... }`, serve/sim/steptime.py); their error against real vLLM runs is on
+[Simulator accuracy](simulator-accuracy.md). The runs above have not been repeated with it.
 
 ## KV blocks
 
