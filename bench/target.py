@@ -184,3 +184,8 @@ def describe(url: str, key_env: str, model_text: str, metrics_text: str, groups:
                   "LiteLLM proxy, so `worker` is unknown where absent")
     return TargetRecord(url=base, api_key_env=key_env or None, models=models, max_model_len=lengths,
                         metrics=[strip_credentials(m) for m in metrics], unseen=unseen), key
+
+
+def metrics_sources(urls: list[str]) -> dict[str, str]:
+    """{source name: server URL} for the scraper, which asks `{url}/metrics`: `server-0`, `server-1`, ..."""
+    return {f"server-{i}": url.removesuffix("/").removesuffix("/metrics") for i, url in enumerate(urls)}
