@@ -55,7 +55,8 @@ def base_url(url: str) -> str:
 
 
 def parse_model_map(text: str, groups: list[str]) -> dict[str, str]:
-    """`heavy=A,light=B` (every group of the mix named) or `A` (one served model for all), as {group: model}."""
+    """`heavy=A,light=B` (every group of the mix named) or `A` (one served model for all), as {group: model} for
+    the mix's groups."""
     text = text.strip()
     if not text:
         raise TargetError("--model is empty: give the served model name (`--model NAME`) or one per group "
@@ -73,9 +74,8 @@ def parse_model_map(text: str, groups: list[str]) -> dict[str, str]:
     if missing := [g for g in groups if g not in found]:
         raise TargetError(f"--model {text!r} names no served model for group(s) {', '.join(missing)} of the mix; "
                           f"add {','.join(f'{g}=NAME' for g in missing)}")
-    if extra := [g for g in found if g not in groups]:
-        raise TargetError(f"--model {text!r}: the mix has no group {', '.join(extra)} (its groups: {', '.join(groups)})")
-    return found
+    # A map may name groups this mix does not use (one map for a stack, mixes of some of its groups).
+    return {g: m for g, m in found.items() if g in groups}
 
 
 def parse_metrics(text: str) -> list[str]:
