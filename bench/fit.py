@@ -90,17 +90,22 @@ def count_words(text: str) -> int:
 
 def count_prompt(cls: TrafficClass, model: ModelSpec, group: GroupSpec) -> PromptCount:
     """The prompt tokens of `cls`'s longest request on a worker of `group`, which serves `model`."""
+    return count_with(cls, tokenizer_dir(model), model.hf_id, group.chat_template_kwargs)
+
+
+def count_with(cls: TrafficClass, folder: Path | None, model_name: str,
+               chat_template_kwargs: dict[str, Any] | None = None) -> PromptCount:
+    """The prompt tokens of `cls`'s longest request: by the tokenizer and chat template in `folder`, else estimated."""
     messages, tools = longest_request(cls)
     words = sum(count_words(m["content"]) for m in messages)
-    folder = tokenizer_dir(model)
     if folder is not None:
         tokenizer = load_tokenizer(folder)
         ids = tokenizer.apply_chat_template(messages, tools=[*tools] if tools else None, add_generation_prompt=True,
-                                            tokenize=True, return_dict=False, **(group.chat_template_kwargs or {}))
+                                            tokenize=True, return_dict=False, **(chat_template_kwargs or {}))
         return PromptCount(tokens=len(ids), words=words, tokenizer_dir=folder,
                            how=f"measured with the tokenizer and chat template in {folder}")
     tool_tokens = TOOL_INSTRUCTIONS_TOKENS + count_words(json.dumps(tools)) if tools else 0
-    how = (f"estimated, as no tokenizer of {model.hf_id} is on this machine: {words} words and punctuation marks "
+    how = (f"estimated, as no tokenizer of {model_name} is on this machine: {words} words and punctuation marks "
            f"+ {TEMPLATE_MARGIN_TOKENS} for the chat template" + (f" + {tool_tokens} for the tools" if tools else ""))
     return PromptCount(tokens=words + TEMPLATE_MARGIN_TOKENS + tool_tokens, words=words, tokenizer_dir=None, how=how)
 
@@ -118,12 +123,41 @@ def check_fits(mix: ResolvedMix, stack: StackSpec) -> None:
             continue
         group = stack.groups[cls.group]
         prompt = count_prompt(cls, stack.models[group.model], group)
-        turns = cls.turns or 1
-        longest = prompt.tokens + turns * cls.output_tokens.upper + (turns - 1) * TURN_OVERHEAD_TOKENS
-        if longest > group.max_model_len:
-            problems.append(_does_not_fit(mix, cls, prompt, longest, group.max_model_len))
+        if (problem := _problem(mix, cls, prompt, group.max_model_len)) is not None:
+            problems.append(problem)
     if problems:
         raise MixError(f"mix {mix.name} does not fit the running stack:\n" + "\n".join(f"  - {p}" for p in problems))
+
+
+def longest_tokens(cls: TrafficClass, prompt: PromptCount) -> int:
+    turns = cls.turns or 1
+    return prompt.tokens + turns * cls.output_tokens.upper + (turns - 1) * TURN_OVERHEAD_TOKENS
+
+
+def _problem(mix: ResolvedMix, cls: TrafficClass, prompt: PromptCount, limit: int) -> str | None:
+    longest = longest_tokens(cls, prompt)
+    return _does_not_fit(mix, cls, prompt, longest, limit) if longest > limit else None
+
+
+def check_fits_target(mix: ResolvedMix, models: dict[str, str], max_model_len: dict[str, int | None],
+                      tokenizer: Path | None) -> list[str]:
+    """An outside target (`--target`): fail where a class's longest request exceeds the context length the target
+    reported for its group's model; the warnings to print where it reported none. `tokenizer`: a folder with the
+    served model's tokenizer and chat template (`--tokenizer`); without it the count is estimated."""
+    problems, warnings = [], []
+    for cls in mix.classes.values():
+        limit = max_model_len.get(cls.group)
+        if limit is None:
+            warnings.append(f"class {cls.group}/{cls.name}: the target reports no max_model_len for "
+                            f"{models.get(cls.group)}, so whether its prompts fit is not checked")
+            continue
+        prompt = count_with(cls, tokenizer, models.get(cls.group, cls.group))
+        if (problem := _problem(mix, cls, prompt, limit)) is not None:
+            problems.append(problem.replace(f"raise groups.{cls.group}.max_model_len to",
+                                            "serve it with a --max-model-len of at least"))
+    if problems:
+        raise MixError(f"mix {mix.name} does not fit the target:\n" + "\n".join(f"  - {p}" for p in problems))
+    return warnings
 
 
 def _does_not_fit(mix: ResolvedMix, cls: TrafficClass, prompt: PromptCount, longest: int, limit: int) -> str:

@@ -26,14 +26,14 @@ import gevent.pool
 from locust import LoadTestShape, User, events, task
 from locust.runners import MasterRunner, WorkerRunner
 
-from bench.fit import check_fits
+from bench.fit import check_fits, check_fits_target
 from bench.load.child import stop_budget_s
 from bench.load.classes import ClassPicker
 from bench.load.client import Direct, connect, send
 from bench.load.decisions import Cancelled, NpcTick, TickLedger, decision_figures, decisions_by_class
 from bench.load.events import fire_request
 from bench.load.figures import NpcFigures
-from bench.load.folder import new_manifest, note_start
+from bench.load.folder import new_manifest, note_start, target_manifest
 from bench.load.loops import LoadCost, scrape_loop
 from bench.load.npc import NPC, npc_identity
 from bench.load.relay import FINISH_MESSAGE, RECORDS_MESSAGE, MasterRelay, WorkerRelay
@@ -46,7 +46,8 @@ from bench.report.summary import summarize
 from bench.rundir import RunDir, new_run_id, read_requests, reset_prefix_caches, write_ticks
 from bench.shapes.tick import TickBurst
 from bench.spec import ResolvedMix, direct_worker, load_mix, mix_names
-from serve import NOT_READY, StackState, master_key, ready_state, redis_commands
+from bench.target import TargetRecord, describe, metrics_sources
+from serve import NOT_READY, ProxySpec, StackState, master_key, ready_state, redis_commands
 from serve.common import now_iso
 
 # The workers' counters the run summary compares with what the client counted.
@@ -89,7 +90,8 @@ class LocustRun:
     and loops (`start`), each request (`fire`, `record`), its end (`stop`)."""
 
     mix: ResolvedMix
-    stack: StackState
+    stack: StackState | None  # None: an outside endpoint (--target)
+    target: TargetRecord | None
     scraper: ServerScraper
     picker: ClassPicker
     cost: LoadCost
@@ -123,32 +125,48 @@ class LocustRun:
             return
         options = LoadOptions.from_args(environment.parsed_options)
         worker = isinstance(environment.runner, WorkerRunner)
+        resolved = environment.parsed_options.resolved_mix
+        stack: StackState | None
         if worker and (setup := getattr(environment.parsed_options, SETUP_OPTION, None)):  # the master's, as it is
             mix, stack = setup_from_master(setup)
         else:
-            state = ready_state()
-            if state is None:
+            stack = None if options.target else ready_state()
+            if stack is None and not options.target:
                 raise NoStackError(NOT_READY)
-            stack = state
-            if resolved := environment.parsed_options.resolved_mix:  # each Locust process would load the tokenizer again
+            if resolved:  # each Locust process would load the tokenizer again
                 mix = ResolvedMix.model_validate_json(Path(resolved).read_text())
             else:  # the web UI's form: the mix is chosen here
                 mix = load_mix(options.mix, options.npcs, options.rate_rps, options.duration_s, options.tick_policy)
-                check_fits(mix, stack.spec)
+                if stack is not None:
+                    check_fits(mix, stack.spec)
             if isinstance(environment.runner, MasterRunner):
                 setattr(environment.parsed_options, SETUP_OPTION,
-                        json.dumps({"mix": mix.model_dump(mode="json"), "stack": stack.model_dump(mode="json")}))
-        self.mix, self.stack = mix, stack
-        self.key = master_key()
-        self.direct, base_url, api_key = None, stack.base_url, self.key
-        if options.direct:
-            worker = direct_worker(mix, stack.workers, options.direct)
-            self.direct = Direct(worker.name, worker.model)
-            base_url, api_key = worker.url + "/v1", "none"
-        self.client = connect(options.client, base_url, api_key, timeout_s=stack.spec.proxy.timeout_s + 10)
-        # LiteLLM takes a top-level `priority` for its own proxy-side scheduler, so it is only sent when the
-        # group's workers schedule by priority, where it is what the operator asked for.
-        self.priority_groups = {name for name, group in stack.spec.groups.items() if group.scheduling_policy == "priority"}
+                        json.dumps({"mix": mix.model_dump(mode="json"),
+                                    "stack": stack.model_dump(mode="json") if stack is not None else None}))
+        self.mix, self.stack, self.target, self.models = mix, stack, None, None
+        self.direct = None
+        if stack is None:  # an outside endpoint: its flags were checked by `bench run`; asked again here for the key
+            self.target, key = describe(options.target, options.api_key_env, options.model, options.metrics,
+                                        sorted({c.group for c in mix.classes.values()}))
+            if not resolved and not worker:
+                for warning in check_fits_target(mix, self.target.models, self.target.max_model_len,
+                                                 Path(options.tokenizer) if options.tokenizer else None):
+                    print(f"[bench] warning: {warning}", file=sys.stderr, flush=True)
+            self.key, self.models = "", self.target.models
+            base_url, api_key = self.target.url, key or "none"
+            self.priority_groups: set[str] = set()
+        else:
+            self.key = master_key()
+            base_url, api_key = stack.base_url, self.key
+            if options.direct:
+                worker_ = direct_worker(mix, stack.workers, options.direct)
+                self.direct = Direct(worker_.name, worker_.model)
+                base_url, api_key = worker_.url + "/v1", "none"
+            # LiteLLM takes a top-level `priority` for its own proxy-side scheduler, so it is only sent when the
+            # group's workers schedule by priority, where it is what the operator asked for.
+            self.priority_groups = {name for name, group in stack.spec.groups.items()
+                                    if group.scheduling_policy == "priority"}
+        self.client = connect(options.client, base_url, api_key, timeout_s=self.timeout_s + 10)
         self.picker = ClassPicker(mix)
         self.shape_finished = False
         self.stack_lost = None
@@ -158,10 +176,19 @@ class LocustRun:
         self.slots = gevent.lock.BoundedSemaphore(cap) if cap else None
         self.ledgers, self.ticks = {}, []
         self.cache_reset = options.cache == "reset"
-        if self.cache_reset and not worker:  # last, so nothing else delays the start after it (the master's own)
+        if self.cache_reset and not worker and stack is not None:  # last: nothing delays the start after it
             reset_prefix_caches({w.name: w.url for w in stack.workers})
         self.t0 = time.time()
         self.prepared = True
+
+    @property
+    def timeout_s(self) -> float:
+        """How long a request may take: the proxy's timeout, or for an outside target the proxy's default."""
+        return self.stack.spec.proxy.timeout_s if self.stack is not None else ProxySpec().timeout_s
+
+    @property
+    def simulated(self) -> bool:
+        return self.stack is not None and self.stack.spec.simulated
 
     # -- its folder and loops
     def start(self, environment) -> None:
@@ -184,22 +211,29 @@ class LocustRun:
             environment.runner.register_message(RECORDS_MESSAGE, self.master.received)
             self._roster(environment, started=False)  # the workers there at the start
         options, run_dir = LoadOptions.from_args(environment.parsed_options), environment.parsed_options.run_dir
-        run_id = Path(run_dir).name if run_dir else new_run_id(self.mix.name, simulated=self.stack.spec.simulated)
+        run_id = Path(run_dir).name if run_dir else new_run_id(self.mix.name, simulated=self.simulated)
         path = Path(run_dir) if run_dir else options.results_dir / run_id
-        manifest = new_manifest(run_id, self.mix, self.stack, self.direct, options.client)
+        if self.stack is not None:
+            manifest = new_manifest(run_id, self.mix, self.stack, self.direct, options.client)
+            targets = [Target(w.name, w.url, pid=w.pid) for w in self.stack.workers]
+            targets.append(Target("proxy", self.stack.proxy.url, {"Authorization": f"Bearer {self.key}"},
+                                  self.stack.proxy.pid))
+        else:
+            assert self.target is not None
+            manifest = target_manifest(run_id, self.mix, self.target, options.client)
+            targets = [Target(name, url) for name, url in metrics_sources(self.target.metrics).items()]
         self.dir = RunDir(path, manifest)
-        targets = [Target(w.name, w.url, pid=w.pid) for w in self.stack.workers]
-        targets.append(Target("proxy", self.stack.proxy.url, {"Authorization": f"Bearer {self.key}"}, self.stack.proxy.pid))
         self.scraper = ServerScraper(path / "server_metrics.csv", targets, t0=self.t0)
         # The counters' first reading, taken here because Locust spawns the NPCs only once test_start is
         # done: a reading left to the loop raced the first requests and missed their first tokens.
         self.scraper.scrape_once()
-        note_start(manifest, self.scraper.window.first, [w.name for w in self.stack.workers], self.cache_reset)
+        note_start(manifest, self.scraper.window.first, list(self.worker_groups), self.cache_reset)
         self.dir.write_manifest()
         self.master.open = True
         self.counts = {}
-        self.redis_at_start = redis_commands(self.stack.spec)
-        self.background = [gevent.spawn(scrape_loop, self.scraper, options.scrape_interval_s, self.stack.supervisor_pid,
+        self.redis_at_start = redis_commands(self.stack.spec) if self.stack is not None else None
+        self.background = [gevent.spawn(scrape_loop, self.scraper, options.scrape_interval_s,
+                                        self.stack.supervisor_pid if self.stack is not None else None,
                                         self._stack_lost, self._progress),
                            gevent.spawn(self.cost.lag_loop)]
         if isinstance(environment.runner, MasterRunner):
@@ -216,6 +250,13 @@ class LocustRun:
         while True:
             gevent.sleep(ROSTER_EVERY_S)
             self._roster(environment)
+
+    @property
+    def worker_groups(self) -> dict[str, str]:
+        """{worker: its group}: the stack's workers, or an outside target's --metrics sources (group unknown)."""
+        if self.stack is not None:
+            return {w.name: w.group for w in self.stack.workers}
+        return dict.fromkeys(metrics_sources(self.target.metrics if self.target else []), "target")
 
     def _stack_lost(self, why: str) -> None:
         self.stack_lost = why
@@ -243,7 +284,8 @@ class LocustRun:
         except Cancelled:
             return None  # cancelled by a newer tick before a thread was free: nothing was sent
         try:
-            record, _ = send(self.client, cls, npc, direct=self.direct, use_priority=cls.group in self.priority_groups,
+            record, _ = send(self.client, cls, npc, direct=self.direct, models=self.models,
+                             use_priority=cls.group in self.priority_groups,
                              tick=tick, deadline_s=deadline_s, lengths=planned[1:] if planned else None)
         finally:
             if self.slots is not None:
@@ -298,11 +340,11 @@ class LocustRun:
         """Until a stop() under way has written the run's folder. Locust quits by killing its runner's greenlets,
         and a run whose shape has just ended is closed in one of them: killed there, its folder stayed `running`."""
         if not self.closed_down.is_set():
-            self.closed_down.wait(stop_budget_s(self.stack.spec.proxy.timeout_s))
+            self.closed_down.wait(stop_budget_s(self.timeout_s))
 
     def _close(self, environment) -> None:
         run_dir = self.dir
-        self.inflight.join(timeout=self.stack.spec.proxy.timeout_s)  # open-loop requests still in flight
+        self.inflight.join(timeout=self.timeout_s)  # open-loop requests still in flight
         self.inflight.kill()
         if self.relay is not None:  # a worker process: its last records go to the master, which keeps the run
             gevent.killall(self.background)
@@ -316,7 +358,7 @@ class LocustRun:
             # own "stop" message would do, but a worker then sleeps out the stop timeout and misses the "quit".)
             environment.runner.send_message(FINISH_MESSAGE)
             if missing := self.master.wait_for_workers(environment.parsed_options.expect_workers or 1,
-                                                       self.stack.spec.proxy.timeout_s + 30,
+                                                       self.timeout_s + 30,
                                                        refresh=lambda: self._roster(environment)):
                 run_dir.manifest.notes.append(missing)
             run_dir.manifest.notes.extend(self.master.notes())
@@ -325,9 +367,11 @@ class LocustRun:
         self.scraper.scrape_until_settled(SETTLED_COUNTERS)  # the last samples close the counters' window
         duration = time.time() - self.t0
         summary = summarize(read_requests(run_dir.path), duration)
-        redis_now = redis_commands(self.stack.spec)
-        summary.server = server_summary(self.scraper.window, self.stack, run_dir, None if self.redis_at_start is None
-                                        or redis_now is None else redis_now - self.redis_at_start)
+        redis_now = redis_commands(self.stack.spec) if self.stack is not None else None
+        # An outside target with no --metrics: its servers' counts are absent, not zero.
+        summary.server = server_summary(self.scraper.window, self.worker_groups, run_dir, None if self.redis_at_start
+                                        is None or redis_now is None else redis_now - self.redis_at_start) \
+            if self.worker_groups else None
         summary.client = self.cost.client_load(summary.all.requests, list(self.master.workers_done.values()))
         summary.lateness = lateness_check(summary.client, run_dir.manifest.mix)
         if self.ledgers:  # every NPC's last ticks, now that their replies are in
@@ -350,10 +394,14 @@ class LocustRun:
 RUN = LocustRun()
 
 
-def setup_from_master(setup: str) -> tuple[ResolvedMix, StackState]:
-    """In a worker: the mix and stack the master resolved; the proxy's URL as this host reaches it, if it differs."""
+def setup_from_master(setup: str) -> tuple[ResolvedMix, StackState | None]:
+    """In a worker: the mix and stack the master resolved (no stack for an outside --target); the proxy's URL as
+    this host reaches it, if it differs."""
     data = json.loads(setup)
-    mix, stack = ResolvedMix.model_validate(data["mix"]), StackState.model_validate(data["stack"])
+    mix = ResolvedMix.model_validate(data["mix"])
+    if data["stack"] is None:
+        return mix, None
+    stack = StackState.model_validate(data["stack"])
     if url := os.environ.get(PROXY_URL_ENV):
         stack.proxy = stack.proxy.model_copy(update={"url": url.rstrip("/").removesuffix("/v1")})
     return mix, stack

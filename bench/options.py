@@ -35,6 +35,16 @@ class LoadOptions(BaseModel):
     cache: str = Field("keep", description="the workers' prefix caches at the start: keep (as earlier runs left "
                        "them; the manifest says whether they were warm) or reset (emptied through vLLM's "
                        "/reset_prefix_cache; the stack needs worker_dev_endpoints=true)")
+    target: str = Field("", description="bench this OpenAI-compatible endpoint (its base URL, e.g. "
+                        "http://127.0.0.1:8000/v1) instead of the stack `python -m serve up` runs")
+    api_key_env: str = Field("", description="--target: the environment variable that holds its API key (the "
+                             "variable's name, never the key; empty: send no key)")
+    model: str = Field("", description="--target: the served model each group goes to (heavy=NAME,light=NAME), or one "
+                       "NAME for all; empty: the one model the target lists")
+    metrics: str = Field("", description="--target: Prometheus /metrics URL[,URL...] of its servers to scrape; "
+                         "without, the server-side figures are absent (not zero)")
+    tokenizer: str = Field("", description="--target: a folder with the served model's tokenizer and chat template, "
+                           "to count prompts exactly against its max_model_len; without, they are estimated")
 
     # What a sweep varies, and the fields Locust's web form shows.
     LOAD_FIELDS: ClassVar = ("mix", "tick_policy", "npcs", "duration_s", "rate_rps")

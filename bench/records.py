@@ -8,6 +8,7 @@ from pydantic import BaseModel, Field, computed_field, field_validator
 
 from bench.load.decisions import DecisionFigures
 from bench.spec import SLO, ResolvedMix
+from bench.target import TargetRecord
 from serve import Gpu, StackSpec
 
 # interrupted: the client cut the stream as its class plans; cancelled: a newer tick of its NPC cancelled it.
@@ -129,17 +130,25 @@ class Provenance(BaseModel):
     """Where and with what a result was measured. Every result record (a run's manifest, an overhead run, a
     fidelity run) is one, so each names its stack, versions, lock, commit and machine the same way."""
 
-    stack: StackSpec = Field(description="the stack spec as it ran, from `python -m serve status`")
+    stack: StackSpec | None = Field(description="the stack spec as it ran, from `python -m serve status`; None: a run "
+                                    "against an outside endpoint (`--target`), which `Manifest.target` describes")
     versions: dict[str, str | None] = Field(description="package versions, and the vLLM version each worker reported")
     env_lock: EnvLock | None = Field(None, description="the lock the run's environment was installed from; None if "
                                      "it was not (pixi, a hand-made environment, runs made before locks)")
     git: GitState
     machine: Machine
 
+    @property
+    def stack_spec(self) -> StackSpec:
+        """The stack spec, for readers that need one; a run against an outside endpoint (`--target`) has none."""
+        if self.stack is None:
+            raise ValueError("this result was measured against an outside endpoint (--target): it has no stack spec")
+        return self.stack
+
     @computed_field(description="the workers were simulated (serve/sim): no figure here measures an inference engine")  # type: ignore[prop-decorator]
     @property
     def simulated(self) -> bool:
-        return self.stack.simulated
+        return self.stack is not None and self.stack.simulated
 
 
 class Figures(BaseModel):
@@ -305,6 +314,8 @@ class Manifest(Provenance):
                                               description="per worker started here, what its start-up log says")
     cache: CacheState | None = Field(None, description="the workers' prefix caches at the start; None in runs "
                                      "made before it was recorded")
+    target: TargetRecord | None = Field(None, description="a run against an outside endpoint (`--target`): its URL "
+                                        "without credentials, the model map and what the run could not see of it")
     files: dict[str, str] = Field(default_factory=dict)
     engine: str | None = Field(None, description="`virtual-time`: no process served the requests, `python -m bench "
                                "simulate` ran the simulated engine on a virtual clock; None: a real-time run")

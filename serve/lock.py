@@ -10,6 +10,7 @@ installs it as it is: no resolution at install time, nothing installed and then 
 
 from __future__ import annotations
 
+import re
 import shutil
 import subprocess
 import sys
@@ -49,8 +50,30 @@ def write_lock(env: str) -> None:
     say(f"wrote {lock_path(env).relative_to(ROOT)}")
 
 
+# The outside tools the tests run (serve/tasks.py's TASK_PEERS), in a venv of their own: their pins conflict with
+# the main lock (guidellm 0.8.1 needs click<8.5).
+PEERS = ("guidellm==0.8.1",)
+
+
+def write_peers_lock() -> None:
+    """guidellm pulls in torch (through `kernels`): pinned to the CPU torch the cpu lock holds, so the peers' venv
+    needs no CUDA wheels (~80 packages instead of ~100 and several GB)."""
+    uv = shutil.which("uv") or sys.exit("uv is not installed: it comes with the `test` extra (`pip install uv`).")
+    torch = re.search(r"^torch==\S+", lock_path("cpu").read_text(), re.MULTILINE)
+    cmd = [uv, "pip", "compile", "-", *torch_source("cpu"), "--generate-hashes", "--python-version", PYTHON_VERSION,
+           "--python-platform", PLATFORM, "--custom-compile-command", "python -m serve.lock peers", "--quiet",
+           "--output-file", "serve/locks/peers.txt"]
+    say("locking peers: " + " ".join(cmd[1:]))
+    subprocess.run(cmd, cwd=ROOT, check=True, text=True, input="\n".join([*PEERS, *([torch.group(0)] if torch else [])]) + "\n")
+
+
 def main() -> None:
-    names = sys.argv[1:] or list(ENVIRONMENTS)
+    names = sys.argv[1:] or [*ENVIRONMENTS, "peers"]
+    if "peers" in names:
+        names.remove("peers")
+        write_peers_lock()
+        if not names:
+            return
     unknown = [n for n in names if n not in ENVIRONMENTS]
     if unknown:
         sys.exit(f"no environment {', '.join(unknown)}; environments: {', '.join(ENVIRONMENTS)}")

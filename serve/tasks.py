@@ -123,6 +123,39 @@ def ensure_venv() -> None:
     say(f"installed in {time.monotonic() - started:.0f} s")
 
 
+# Outside tools a task's tests run beside the project, each in its own venv under .venv/ because their pins conflict
+# with the main lock (guidellm 0.8.1 needs click<8.5): {task: (venv name, its hashed lock)}.
+TASK_PEERS = {"test": ("peers", "serve/locks/peers.txt")}
+
+
+def ensure_peers(task: str, venv_root: Path | None = None) -> Path | None:
+    """The task's peer venv (`.venv/peers/`: guidellm, whose mock server the `--target` tests bench), installed
+    from its hashed lock as `ensure_venv` installs the main one; None if the task has none."""
+    if task not in TASK_PEERS:
+        return None
+    name, lock_name = TASK_PEERS[task]
+    lock, folder = ROOT / lock_name, (venv_root or VENV) / name
+    stamp = {"name": name, "lock": lock_name, "lock_sha256": hashlib.sha256(lock.read_bytes()).hexdigest()}
+    stamp_file = folder / STAMP_NAME
+    if stamp_file.exists() and json.loads(stamp_file.read_text()) == stamp:
+        return folder
+    if folder.exists():
+        shutil.rmtree(folder)
+    started = time.monotonic()
+    say(f"creating {folder} from {lock_name} (the outside tools the tests run)")
+    venv.create(folder, with_pip=False)
+    bundled_pip = next((Path(ensurepip.__file__).parent / "_bundled").glob("pip-*.whl")) / "pip"
+    try:
+        run([str(folder / "bin" / "python"), str(bundled_pip), "install", "--no-deps", "--require-hashes", "-q",
+             "-r", str(lock), *torch_source("cpu")], cwd=ROOT)
+    except subprocess.CalledProcessError as exc:  # the tests that need it skip
+        say(f"installing {lock_name} failed ({exc}); the tests that run these tools will be skipped")
+        return None
+    stamp_file.write_text(json.dumps(stamp, indent=2) + "\n")
+    say(f"installed {folder} in {time.monotonic() - started:.0f} s")
+    return folder
+
+
 # Programs the stack starts that are not Python packages: {command: its Debian package}. pixi installs them from
 # conda-forge (pixi.toml's [dependencies]); here apt-get does, when this runs as root on Debian.
 SYSTEM_COMMANDS = {"redis-server": "redis-server"}  # the Redis a stack with proxy.start_redis = true starts
@@ -187,6 +220,7 @@ def main() -> None:
         return
     ensure_venv()
     ensure_system_commands(sys.argv[1])
+    ensure_peers(sys.argv[1])
     try:
         run_task(sys.argv[1], tasks, sys.argv[2:], set())
     except KeyboardInterrupt:

@@ -38,7 +38,7 @@ def run(args: argparse.Namespace) -> int:
         from serve import batched_tokens
 
         path = Path(args.refit)
-        spec = Calibration.model_validate_json(path.read_text()).stack
+        spec = Calibration.model_validate_json(path.read_text()).stack_spec
         budgets = {w.name: batched_tokens(spec, w.group) for w in spec.workers}
         print_fits(refit(path, budgets))
         return 0

@@ -15,7 +15,7 @@ import tempfile
 from pathlib import Path
 
 from bench.cli import CommandError, add_run_id
-from bench.cli._stack import locust_args, validate
+from bench.cli._stack import locust_args, request_timeout_s, validate
 from bench.load.child import run_until_done, stop_budget_s
 from bench.options import LoadOptions
 from bench.report.console import print_summary
@@ -60,9 +60,9 @@ def run(args: argparse.Namespace) -> int:
     check_distribution(args, mix.mix.shape.kind)
     if git_info().dirty:
         print(f"warning: {DIRTY_TREE_NOTE}", file=sys.stderr, flush=True)
-    run_id = labelled_run_id(args.run_id, state.spec.simulated) if args.run_id else (
-        new_run_id(mix.name, simulated=state.spec.simulated))
-    if state.spec.simulated:
+    simulated = state is not None and state.spec.simulated
+    run_id = labelled_run_id(args.run_id, simulated) if args.run_id else new_run_id(mix.name, simulated=simulated)
+    if state is not None and state.spec.simulated:
         print(f"warning: this stack's workers are simulated (profile {state.spec.profile}); the run is labelled "
               f"{run_id} and its manifest says so", file=sys.stderr, flush=True)
     run_dirs = [Path(args.results_dir) / (run_id if args.repeats == 1 else f"{run_id}-r{k}") for k in range(args.repeats)]
@@ -106,12 +106,17 @@ def distribution_args(args: argparse.Namespace) -> list[str]:
     return []
 
 
-def run_once(args: argparse.Namespace, state: StackState, mix: ResolvedMix, run_dir: Path) -> int:
-    target = next(w.url for w in state.workers if w.name == args.direct) if args.direct else state.base_url
+def run_once(args: argparse.Namespace, state: StackState | None, mix: ResolvedMix, run_dir: Path) -> int:
+    if state is None:  # an outside endpoint (--target)
+        target = host = args.target
+    else:
+        host = state.base_url
+        target = next(w.url for w in state.workers if w.name == args.direct) if args.direct else state.base_url
+    timeout_s = request_timeout_s(state)
     print(f"running mix {mix.name} ({mix.mix.shape.kind}, {mix.mix.shape.duration_s:.0f} s) against "
           f"{target}; results -> {run_dir}", flush=True)
-    command = [*locust_args(args, state.spec.proxy.timeout_s), "--headless", "--only-summary", "--run-dir", str(run_dir),
-               "--exit-code-on-error", "0", "--host", state.base_url, "--loglevel", "WARNING"]
+    command = [*locust_args(args, timeout_s), "--headless", "--only-summary", "--run-dir", str(run_dir),
+               "--exit-code-on-error", "0", "--host", host, "--loglevel", "WARNING"]
     command += distribution_args(args)
     if args.master:
         print(f"waiting for {args.expect_workers} worker(s): `python -m bench worker --master-host <this host> "
@@ -121,7 +126,7 @@ def run_once(args: argparse.Namespace, state: StackState, mix: ResolvedMix, run_
     with tempfile.TemporaryDirectory(prefix="npcbench-mix-") as folder:  # the mix as resolved and checked here
         resolved = Path(folder) / "mix.json"
         resolved.write_text(mix.model_dump_json())
-        code = run_until_done([*command, "--resolved-mix", str(resolved)], stop_budget_s(state.spec.proxy.timeout_s))
+        code = run_until_done([*command, "--resolved-mix", str(resolved)], stop_budget_s(timeout_s))
     if not (run_dir / "manifest.json").exists():
         raise CommandError(f"locust exited with code {code} before the run started; see its output above", 1)
     manifest = read_manifest(run_dir)

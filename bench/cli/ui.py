@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import argparse
 
-from bench.cli._stack import locust_args, ready_stack
+from bench.cli._stack import check_target, locust_args, ready_stack, request_timeout_s
 from bench.load.child import run_until_done, stop_budget_s
 from bench.options import LoadOptions
+from bench.spec import load_mix
 
 ORDER = 2
 HELP = "the Locust web UI"
@@ -21,9 +22,16 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     from bench.load.webform import START_PATH
 
-    state = ready_stack()
+    options = LoadOptions.from_args(args)
+    if options.target:  # an outside endpoint: checked against the default mix now, against the chosen one at start
+        check_target(options, load_mix(options.mix))
+        state, host = None, options.target
+    else:
+        state = ready_stack()
+        host = state.base_url
     print(f"Web UI: http://{args.web_host}:{args.web_port}{START_PATH}  (pick a mix and start it; then Locust's own "
-          f"charts; stack: {state.base_url}); Ctrl-C stops it", flush=True)
-    command = [*locust_args(args, state.spec.proxy.timeout_s), "--web-host", args.web_host, "--web-port",
-               str(args.web_port), "--host", state.base_url]
-    return run_until_done(command, stop_budget_s(state.spec.proxy.timeout_s))
+          f"charts; {'target' if state is None else 'stack'}: {host}); Ctrl-C stops it", flush=True)
+    timeout_s = request_timeout_s(state)
+    command = [*locust_args(args, timeout_s), "--web-host", args.web_host, "--web-port", str(args.web_port),
+               "--host", host]
+    return run_until_done(command, stop_budget_s(timeout_s))

@@ -41,8 +41,8 @@ class Direct(NamedTuple):
 
 
 def send(client: ChatPath | openai.OpenAI, cls: TrafficClass, npc: NPC, *, direct: Direct | None = None,
-         use_priority: bool = False, tick: int | None = None, deadline_s: float | None = None,
-         lengths: tuple[int, int] | None = None) -> tuple[RequestRecord, str]:
+         models: dict[str, str] | None = None, use_priority: bool = False, tick: int | None = None,
+         deadline_s: float | None = None, lengths: tuple[int, int] | None = None) -> tuple[RequestRecord, str]:
     """Send one request of `cls` for `npc`; returns its record and the reply text (multi-turn memory).
     Through the proxy the model is the class's group; `direct` when `client` talks to one worker. Cancelled
     (a newer tick of its NPC) while in flight, it closes its connection and is recorded `cancelled`. `lengths`:
@@ -55,10 +55,11 @@ def send(client: ChatPath | openai.OpenAI, cls: TrafficClass, npc: NPC, *, direc
         extra["ignore_eos"] = True
     if use_priority:
         extra["priority"] = cls.priority
-    if direct is None:  # the proxy's session-affinity routing keeps an NPC on one worker by this id
+    if direct is None and models is None:  # the proxy's session-affinity routing keeps an NPC on one worker by this id
         extra["metadata"] = {"session_id": npc.npc_id}
     request = ChatRequest(
-        model=direct.model if direct else cls.group, messages=messages, max_tokens=max_tokens, extra=extra,
+        model=direct.model if direct else models[cls.group] if models else cls.group, messages=messages,
+        max_tokens=max_tokens, extra=extra,
         tools=NPC_TOOLS if cls.tools else None, stream=cls.stream,
         stop_after_tokens=cls.interrupt_after_tokens if cls.stream and KINDS[cls.kind].cuts_stream else None,
         prefix=faction_prefix(cls, npc.faction) if cls.shared_prefix_share and not KINDS[cls.kind].bare_prompt else None)

@@ -5,8 +5,20 @@ from __future__ import annotations
 from bench.load.client import Direct
 from bench.load.metrics import Samples
 from bench.records import Manifest
-from bench.rundir import DIRTY_TREE_NOTE, SIMULATED_NOTE, cache_state, provenance, worker_cache_config, worker_startup
+from bench.rundir import (
+    DIRTY_TREE_NOTE,
+    SIMULATED_NOTE,
+    cache_state,
+    env_lock,
+    git_info,
+    machine_info,
+    package_versions,
+    provenance,
+    worker_cache_config,
+    worker_startup,
+)
 from bench.spec import ResolvedMix
+from bench.target import TargetRecord
 from serve import StackState
 from serve.common import now_iso
 
@@ -27,9 +39,18 @@ def new_manifest(run_id: str, mix: ResolvedMix, stack: StackState, direct: Direc
     return manifest
 
 
+def target_manifest(run_id: str, mix: ResolvedMix, target: TargetRecord, client: str) -> Manifest:
+    """The manifest of a run against an outside endpoint: no stack spec, the target as recorded (never its key),
+    and what the run cannot see of it among the notes."""
+    return Manifest(run_id=run_id, status="running", started_at=now_iso(), mix=mix, endpoints={"target": target.url},
+                    client=client, target=target, notes=[f"not seen: {what}" for what in target.unseen],
+                    stack=None, versions=package_versions(), env_lock=env_lock(), git=git_info(), machine=machine_info())
+
+
 def note_start(manifest: Manifest, first_counters: dict[str, Samples], workers: list[str], cache_reset: bool) -> None:
     """What the first reading of the counters says of the prefix caches, and the notes a reader must see first."""
-    manifest.cache = cache_state(first_counters, workers, reset=cache_reset)
+    # No worker scraped (an outside target without --metrics): what its caches held is unknown, not cold.
+    manifest.cache = cache_state(first_counters, workers, reset=cache_reset) if workers else None
     if manifest.git.dirty:
         manifest.notes.append(DIRTY_TREE_NOTE)
     if manifest.simulated:

@@ -23,14 +23,15 @@ def cpu_seconds() -> float:
     return usage.ru_utime + usage.ru_stime
 
 
-def scrape_loop(scraper: ServerScraper, interval_s: float, supervisor_pid: int, on_stack_lost: Callable[[str], None],
-                progress: Callable[[], str]) -> None:
-    """Scrape every `interval_s`; say once if the stack's supervisor is gone; print the run's progress line."""
+def scrape_loop(scraper: ServerScraper, interval_s: float, supervisor_pid: int | None,
+                on_stack_lost: Callable[[str], None], progress: Callable[[], str]) -> None:
+    """Scrape every `interval_s`; say once if the stack's supervisor is gone (None: an outside target, not
+    watched); print the run's progress line."""
     lost = False
     while True:
         gevent.sleep(interval_s)
         scraper.scrape_once()
-        if not lost and not pid_alive(supervisor_pid):
+        if not lost and supervisor_pid is not None and not pid_alive(supervisor_pid):
             lost = True  # the shape sees this at its next tick and ends the run, which is then marked failed
             why = f"the stack went down during the run (supervisor pid {supervisor_pid} is gone); the run was stopped early"
             print(f"[bench] {why}", file=sys.stderr, flush=True)

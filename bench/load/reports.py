@@ -14,16 +14,16 @@ from bench.load.scrape import CPU_METRIC
 from bench.records import ServerSummary
 from bench.report.summary import memory_trend
 from bench.rundir import RunDir, read_server_metrics
-from serve import StackState
 
 NPC_FIGURES_CSV = "locust_npc_figures.csv"  # what Locust's stats do not count as requests (bench/load/figures.py)
 
 
-def server_summary(window: CounterWindow, stack: StackState, run_dir: RunDir, redis_commands: int | None) -> ServerSummary:
+def server_summary(window: CounterWindow, worker_groups: dict[str, str], run_dir: RunDir,
+                   redis_commands: int | None) -> ServerSummary:
     """Token counts the workers counted themselves, beside what the client counted, and each process's memory.
-    `redis_commands`: the stack's Redis's commands over the run, if it has one."""
+    `worker_groups`: {worker: group}; `redis_commands`: the stack's Redis's commands over the run, if it has one."""
     delta = window.delta
-    workers = [w.name for w in stack.workers]
+    workers = list(worker_groups)
     per_worker = {name: delta("vllm:generation_tokens_total").get(name) for name in workers}
     return ServerSummary(
         generation_tokens=per_worker,
@@ -31,7 +31,7 @@ def server_summary(window: CounterWindow, stack: StackState, run_dir: RunDir, re
         prompt_tokens_total=sum(v for k, v in delta("vllm:prompt_tokens_total").items() if k in workers),
         finished_requests=sum(v for k, v in delta("vllm:request_success_total").items() if k in workers),
         preemptions=sum(v for k, v in delta("vllm:num_preemptions_total").items() if k in workers),
-        prefix_cache_hit_rate=prefix_cache_hit_rates(window, {w.name: w.group for w in stack.workers}),
+        prefix_cache_hit_rate=prefix_cache_hit_rates(window, worker_groups),
         memory=memory_trend(read_server_metrics(run_dir.path)),
         redis_commands=redis_commands,
         cpu_s={source: round(seconds, 3) for source, seconds in delta(CPU_METRIC).items()

@@ -60,7 +60,7 @@ def sweep_points(sweep_dir: str | Path, by: str = "classes") -> pd.DataFrame:
                    "duration_s": summary.duration_s, **figures.model_dump(),
                    **(d.model_dump() if (d := decisions_of(summary, name if by == "classes" else None)) else {})}
             if by == "groups":
-                row["workers"] = sum(w.group == name for w in manifest.stack.workers)
+                row["workers"] = sum(w.group == name for w in manifest.stack_spec.workers)
                 row["classes"] = [c for c, cls in manifest.mix.classes.items() if cls.group == name]
             rows.append(row)
     warn_if_mixed_locks(manifests)
@@ -92,8 +92,8 @@ def routing_balance(sweep_dir: str | Path) -> tuple[pd.DataFrame, list[Manifest]
         manifests.append(manifest)
         summary = manifest.summary
         assert summary is not None and summary.server is not None, point["path"]
-        for group in sorted({w.group for w in manifest.stack.workers}):
-            names = [w.name for w in manifest.stack.workers if w.group == group]
+        for group in sorted({w.group for w in manifest.stack_spec.workers}):
+            names = [w.name for w in manifest.stack_spec.workers if w.group == group]
             counts = requests[requests.group == group].worker.value_counts().reindex(names, fill_value=0)
             rows.append({**point, "group": group, "npcs": getattr(manifest.mix.mix.shape, "users", None),
                          "requests": int(counts.sum()), "busiest": int(counts.max()), "idlest": int(counts.min()),
@@ -188,7 +188,7 @@ def kv_prediction_vs_vllm(manifest: Manifest) -> pd.DataFrame:
     (`vllm:cache_config_info`: num_gpu_blocks x block_size), and the error. CPU workers: from their
     VLLM_CPU_KVCACHE_SPACE. GPU workers: serve/gpu.py's memory plan on the GPU the run's machine reported, with
     each term beside what the worker's start-up log measured (weights, KV memory, CUDA graphs), where it was read."""
-    spec = manifest.stack
+    spec = manifest.stack_spec
     gpus = {g.index: g for g in manifest.machine.gpus}
     rows = []
     for worker in spec.workers:

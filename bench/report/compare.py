@@ -256,7 +256,8 @@ def provenance_warnings(subjects: list[Subject]) -> list[str]:
     differ("engine and package versions", {k: m.versions for k, m in runs.items()})
     if mismatch := lock_mismatch({k: m.env_lock for k, m in runs.items()}):
         warnings.append(mismatch)
-    differ("stack spec", {k: m.stack.model_dump(mode="json") for k, m in runs.items()})
+    differ("stack spec", {k: m.stack.model_dump(mode="json") if m.stack else None for k, m in runs.items()})
+    differ("outside target", {k: m.target.model_dump(mode="json") if m.target else None for k, m in runs.items()})
     differ("mix", {k: m.mix.model_dump(mode="json") for k, m in runs.items()})
     differ("code (git commit)", {k: m.git.commit for k, m in runs.items()})
     # a run from before manifest.client was recorded used the SDK

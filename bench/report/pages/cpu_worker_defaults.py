@@ -90,7 +90,7 @@ def _point(subject: Subject) -> str:
 
 def _describe(manifest: Manifest) -> str:
     """A stack's worker settings in one line: eager, thread binding, KV space and sequences per group."""
-    stack = manifest.stack
+    stack = manifest.stack_spec
     eager = {g.enforce_eager for g in stack.groups.values()}
     binding = ", ".join(f"{w.name} on {w.cpu_bind}" for w in stack.workers)
     kv = " / ".join(f"{g.kv_cache_space_gib:g}" for g in stack.groups.values())
@@ -101,7 +101,7 @@ def _describe(manifest: Manifest) -> str:
 
 def _peak_gib(manifest: Manifest, group: str) -> float:
     memory = manifest.summary.server.memory  # type: ignore[union-attr]
-    return max(memory[w.name].peak_mib for w in manifest.stack.workers if w.group == group) / MIB_PER_GIB
+    return max(memory[w.name].peak_mib for w in manifest.stack_spec.workers if w.group == group) / MIB_PER_GIB
 
 
 @page("studies/cpu-worker-defaults.md", title="CPU worker defaults",
@@ -150,8 +150,8 @@ def cpu_worker_defaults(results: Path) -> str:
     for point, call in calls.items():
         call |= {"all_within": not call["differing"], "startup": startup[point], "rss_heavy": rss[point]["heavy"]}
     calls["s0"] = {"startup": startup["s0"], "rss_heavy": rss["s0"]["heavy"]}
-    calls["s4"]["label"] = f"{subjects[4].runs[0].manifest.stack.groups['heavy'].kv_cache_space_gib:g} GiB (s4)"
-    calls["s5"]["label"] = " and ".join(str(g.max_num_seqs) for g in subjects[5].runs[0].manifest.stack.groups.values()) \
+    calls["s4"]["label"] = f"{subjects[4].runs[0].manifest.stack_spec.groups['heavy'].kv_cache_space_gib:g} GiB (s4)"
+    calls["s5"]["label"] = " and ".join(str(g.max_num_seqs) for g in subjects[5].runs[0].manifest.stack_spec.groups.values()) \
         + " sequences (s5)"
     output = {_point(s): interval(s, ALL, "output_tps").value for s in subjects}
     calls_all = {**calls, "startup_ratio": startup["s1"] / startup["s0"],

@@ -76,8 +76,8 @@ def gpu_sim(results: Path) -> str:
     points = sweep_index(sweep)
     paths = [sweep / p for p in points.path]
     manifest = read_manifest(paths[0])
-    assert manifest.simulated and manifest.stack.sized_for_gpu_gib, f"{paths[0]}: not a simulated gpu profile run"
-    spec = manifest.stack
+    assert manifest.simulated and manifest.stack_spec.sized_for_gpu_gib, f"{paths[0]}: not a simulated gpu profile run"
+    spec = manifest.stack_spec
     latency, bandwidth, kv_bandwidth = [], [], []
     for name, group in spec.groups.items():
         model, sim = spec.models[group.model], group.sim

@@ -189,7 +189,7 @@ def harness_ceilings(results: Path) -> str:
     sim_manifests = [read_manifest(results / run) for run in SIM_RUNS]
     cpu_lag = [m.summary.client for m in cpu_manifests if m.summary and m.summary.client]
     sim_lag = [m.summary.client for m in sim_manifests if m.summary and m.summary.client]
-    group_sim = next(iter(first.stack.groups.values())).sim
+    group_sim = next(iter(first.stack_spec.groups.values())).sim
     return render(
         TEMPLATE, notice=SIMULATED_NOTICE, folder=FOLDER, overhead=OVERHEAD, cpu_overhead=CPU_OVERHEAD,
         step_ms=group_sim.step_overhead_ms if group_sim else 0,

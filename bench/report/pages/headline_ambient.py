@@ -162,7 +162,7 @@ def headline(results: Path) -> str:
         capacity_duration_s=capacity_manifests[0].mix.mix.shape.duration_s,
         capacity_provenance=measured(capacity_manifests), prompt_mean=ambient.prompt_tokens.mean,
         prefix_share=ambient.shared_prefix_share, output_mean=ambient.output_tokens.mean,
-        earlier_routing=earlier[0].stack.proxy.routing_strategy,
-        earlier_heavy_kv=earlier[0].stack.groups["heavy"].kv_cache_space_gib,
+        earlier_routing=earlier[0].stack_spec.proxy.routing_strategy,
+        earlier_heavy_kv=earlier[0].stack_spec.groups["heavy"].kv_cache_space_gib,
         earlier_duration_s=earlier[0].mix.mix.shape.duration_s, earlier_provenance=measured(earlier),
         earlier_p95=earlier_p95)

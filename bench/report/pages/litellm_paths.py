@@ -117,7 +117,7 @@ def litellm_paths(results: Path) -> str:
     default_rps = [r[("plain", c_high, "proxy")].rps for r in rows.values()]
     first = next(iter(runs.values()))
     return render(
-        TEMPLATE, notice=SIMULATED_NOTICE, step_ms=max(g.sim.step_overhead_ms for g in first.stack.groups.values() if g.sim),
+        TEMPLATE, notice=SIMULATED_NOTICE, step_ms=max(g.sim.step_overhead_ms for g in first.stack_spec.groups.values() if g.sim),
         litellm=first.versions.get("litellm"), folder=FOLDER,
         requests_c1=first.settings.get("requests_at_c1"), duration=first.settings.get("duration_s"), c_high=c_high,
         switches=pd.DataFrame(table), default_added_spread=max(default_added) - min(default_added),

@@ -137,6 +137,6 @@ def proxy_cost(results: Path) -> str:
         tuned_added_stream=row("stream", 1, tuned_target)["added_p50_ms"], cpu_plain=cpu_plain,
         cpu_stream=row("stream", 1, tuned_target)["proxy_cpu_ms_per_request"],
         header_share_min=min(header_share), header_share_max=max(header_share), cores=run.machine.cores,
-        workers=len(run.stack.workers), direct_plain_rps=row("plain", concurrency, "direct")["rps"],
+        workers=len(run.stack_spec.workers), direct_plain_rps=row("plain", concurrency, "direct")["rps"],
         tuned_plain_rps=row("plain", concurrency, tuned_target)["rps"], ceiling_rps=1000 / cpu_plain,
         saturated_factor=row("plain", concurrency, tuned_target)["rps"] / row("plain", concurrency, compared)["rps"])

@@ -75,7 +75,7 @@ def proxy_redis(results: Path) -> str:
         per_group = {g: npc_workers(requests, g) for g in sorted(set(requests.group))}
         npcs = sum(len(s) for s in per_group.values())
         split = sum(int((s > 1).sum()) for s in per_group.values())
-        proxy, summary = manifest.stack.proxy, manifest.summary
+        proxy, summary = manifest.stack_spec.proxy, manifest.summary
         assert summary is not None and summary.server is not None and summary.client is not None, name
         shared = bool(proxy.start_redis or proxy.redis_host)
         splits[shared].append(split)
@@ -92,7 +92,7 @@ def proxy_redis(results: Path) -> str:
     shape = first.mix.mix.shape
     rate = float(getattr(shape, "rate_rps", 0.0))
     return render(
-        TEMPLATE, notice=SIMULATED_NOTICE, folder=FOLDER, strategy=first.stack.proxy.routing_strategy,
+        TEMPLATE, notice=SIMULATED_NOTICE, folder=FOLDER, strategy=first.stack_spec.proxy.routing_strategy,
         pins=pd.DataFrame(rows), finding=finding, pin_cap=LITELLM_PIN_CACHE_ENTRIES,
         over_cap="Every run here served more NPCs" if min(npc_counts) > LITELLM_PIN_CACHE_ENTRIES
         else "Not every run here served more NPCs",

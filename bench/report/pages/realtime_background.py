@@ -63,7 +63,7 @@ def _seconds(iv: Interval, signed: bool = False) -> str:
 
 
 def _policy(subject: Subject) -> str:
-    return str(subject.settings.get(POLICY, subject.runs[0].manifest.stack.groups["heavy"].scheduling_policy))
+    return str(subject.settings.get(POLICY, subject.runs[0].manifest.stack_spec.groups["heavy"].scheduling_policy))
 
 
 def _policies_kept() -> list[str]:

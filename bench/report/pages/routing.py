@@ -207,23 +207,23 @@ def routing(results: Path) -> str:
         for subject in group:
             strategy = subject.settings[STRATEGY]
             for run in subject.runs:
-                names = [w.name for w in run.manifest.stack.workers]
+                names = [w.name for w in run.manifest.stack_spec.workers]
                 counts = run.requests.worker.value_counts().reindex(names, fill_value=0)
                 used = run.requests.group.unique()
-                shown = {g: " / ".join(str(counts[w.name]) for w in run.manifest.stack.workers if w.group == g)
+                shown = {g: " / ".join(str(counts[w.name]) for w in run.manifest.stack_spec.workers if w.group == g)
                          for g in ("heavy", "light")}
                 placement.append({"strategy": strategy, "mix": mix, "run": run.manifest.run_id,
-                                  **{f"{g} ({' / '.join(w.name for w in run.manifest.stack.workers if w.group == g)})":
+                                  **{f"{g} ({' / '.join(w.name for w in run.manifest.stack_spec.workers if w.group == g)})":
                                      shown[g] if g in used else "-" for g in ("heavy", "light")}})
                 idle = [w for w in names if counts[w] == 0 and any(
-                    x.group in used and x.name == w for x in run.manifest.stack.workers)]
+                    x.group in used and x.name == w for x in run.manifest.stack_spec.workers)]
                 if strategy == "latency-based-routing":
                     lbr_idle.append((mix, run.manifest.run_id, idle))
                 if strategy == "session-affinity":
                     sa_split += int((run.requests.dropna(subset=["worker"]).groupby(["npc_id", "group"])
                                      .worker.nunique() > 1).sum())
                     if mix == MIX_NAMES["npc-cpu"]:
-                        sa_light.append(counts[[w.name for w in run.manifest.stack.workers if w.group == "light"]])
+                        sa_light.append(counts[[w.name for w in run.manifest.stack_spec.workers if w.group == "light"]])
 
     idle_text = []
     for mix in MIX_NAMES.values():

@@ -177,7 +177,7 @@ def routing_at_scale(results: Path) -> str:
     long_class = str(prompt_means.idxmax())
     long_tokens = float(prompt_means.max())
     long_group = first.mix.classes[long_class].group
-    long_sim = first.stack.groups[long_group].sim
+    long_sim = first.stack_spec.groups[long_group].sim
     assert long_sim is not None, f"the sweep's {long_group} group is not simulated"
     long_prefill_s = (long_sim.prefill_ms_per_token * long_tokens
                       + long_sim.prefill_ms_per_token_pair * long_tokens**2 / 2) / 1000

@@ -245,7 +245,7 @@ def session_affinity(results: Path) -> str:
         mid_npcs=npcs[1], mid_moved_lo=min(mid_moved), mid_moved_hi=max(mid_moved), mid_stay_lo=min(mid_stay),
         mid_stay_hi=max(mid_stay), rate=before_runs[0]["load.rate_rps"], shortest_moved=shortest_moved,
         npcs=npcs, mix=first_after.mix.name, duration_s=getattr(first_after.mix.mix.shape, "duration_s", None) or 0,
-        after_items=first_after.stack.proxy.router_cache_items, after_procs=first_after.stack.proxy.num_workers,
+        after_items=first_after.stack_spec.proxy.router_cache_items, after_procs=first_after.stack_spec.proxy.num_workers,
         after_table=pd.DataFrame(after_rows), after_outcomes=after_outcomes, max_other_after=" and ".join(max_other_after),
         regenerate=record["regenerate"],
         record=(f"{record['note']} Commit `{record['commit']}`, "

@@ -203,7 +203,7 @@ def sim_calibration(results: Path) -> str:
 
     heavy = next(f for f in calibration.fits if f.worker.startswith("heavy"))
     prefill_tokens = sorted({p.prompt_tokens for p in heavy.probes if p.kind == "prefill"})
-    group = next(w.group for w in calibration.stack.workers if w.name == heavy.worker)
+    group = next(w.group for w in calibration.stack_spec.workers if w.name == heavy.worker)
     first = real[0]
     assert first.summary is not None and first.summary.server is not None and first.summary.client is not None
     cpu_s = first.summary.server.cpu_s
@@ -227,7 +227,7 @@ def sim_calibration(results: Path) -> str:
         fits=pd.DataFrame([fit_row(f) for f in calibration.fits]),
         probe_worker=heavy.worker, short_tokens=prefill_tokens[0], long_tokens=prefill_tokens[-1],
         short_ms=per_token_ms(heavy, prefill_tokens[0]), long_ms=per_token_ms(heavy, prefill_tokens[-1]),
-        linear_rmse=linear_rmse_ms(heavy, batched_tokens(calibration.stack, group)), fit_rmse=heavy.prefill_rmse_ms,
+        linear_rmse=linear_rmse_ms(heavy, batched_tokens(calibration.stack_spec, group)), fit_rmse=heavy.prefill_rmse_ms,
         step_lo=min(f.latency.step_overhead_ms for f in calibration.fits),
         step_hi=max(f.latency.step_overhead_ms for f in calibration.fits),
         real=[f"`{n}`" for n in REAL], alone=[f"`{n}`" for n in ALONE], shared=[f"`{n}`" for n in SHARED],
@@ -263,8 +263,8 @@ def cpu_share_view(folder: Path) -> dict:
                for n in REAL2]
     others = [shares[n]["cores_by_role"]["other"] for n in REAL2]
     cores = runs[REAL2[0]].machine.cores
-    device_shares = {runs[n].stack.groups[g].sim.device_share  # type: ignore[union-attr]
-                     for n in [*SHARE2, SHARE2_CHECK] for g in runs[n].stack.groups}
+    device_shares = {runs[n].stack_spec.groups[g].sim.device_share  # type: ignore[union-attr]
+                     for n in [*SHARE2, SHARE2_CHECK] for g in runs[n].stack_spec.groups}
     assert len(device_shares) == 1, device_shares
     share_set = device_shares.pop()
     share = 1 - float(np.mean(others)) / cores

@@ -123,7 +123,7 @@ def soak(results: Path) -> str:
     t0 = crash.t_start.min()
     shape = manifest.mix.mix.shape
     return render(
-        TEMPLATE, folder=FOLDER, mix=manifest.mix.name, profile=manifest.stack.profile,
+        TEMPLATE, folder=FOLDER, mix=manifest.mix.name, profile=manifest.stack_spec.profile,
         shape=f"{shape.kind}, {getattr(shape, 'rate_rps', '?')} requests/s over {getattr(shape, 'users', '?')} NPCs",
         duration_s=summary.duration_s, interval_s=float(series["proxy"].minute.diff().median() * 60),
         requests=summary.all.requests, errors=summary.all.n_error,

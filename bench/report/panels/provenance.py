@@ -24,7 +24,10 @@ def facts(run: Run) -> dict[str, object]:
         "commit": m.git.commit, "dirty tree": dirty,
         "environment lock": f"{lock.name}: {lock.lock} (sha256 {lock.lock_sha256})" if lock else "no recorded lock",
         "stack profile": f"{m.stack.profile} ({m.stack.device}), workers: "
-                         + ", ".join(f"{w.name} ({w.group})" for w in m.stack.workers),
+                         + ", ".join(f"{w.name} ({w.group})" for w in m.stack.workers) if m.stack else
+                         f"none: an outside endpoint, {m.target.url if m.target else '?'}",
+        "models": ", ".join(f"{g} -> {name}" for g, name in m.target.models.items()) if m.target else None,
+        "not seen": "; ".join(m.target.unseen) if m.target else None,
         "machine": f"{m.machine.cpu_model}, {m.machine.cores} cores, {m.machine.memory_gib} GiB, {m.machine.platform}"
                    + (f", GPUs: {', '.join(str(g) for g in m.machine.gpus)}" if m.machine.gpus else ""),
         "prefix caches at the start": cache,
