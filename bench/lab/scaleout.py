@@ -26,6 +26,7 @@ from pydantic import BaseModel, Field
 from bench.rundir import read_manifest
 
 HEADROOM = 0.6  # plan each core at 60 %: a core near 100 % answers its timers late, and the bench's times with them
+FAILING = 0.05  # a run with this share of its requests failed measured no ceiling
 OVERLOADED = 0.9  # a run whose processes used this share of the machine's cores or more measured a saturated machine
 
 
@@ -55,6 +56,8 @@ class Ceilings(BaseModel):
     sources: list[str] = Field(description="the run folders the figures come from")
     overloaded: dict[str, float] = Field(default_factory=dict,
                                          description="runs that used >= OVERLOADED of the machine: cores busy / cores")
+    failing: dict[str, float] = Field(default_factory=dict,
+                                      description="runs with >= FAILING of their requests failed: that share")
 
 
 class Part(BaseModel):
@@ -108,7 +111,7 @@ def measured_ceilings(folder: Path) -> Ceilings:
     """The ceilings from the harness runs: per reply kind, the single-Locust-process runs (`<mix>-p1`) give the
     load generator's CPU per request; the runs of the prescribed proxy setup, several processes sharing Redis
     (`<mix>-redis`), the proxy's CPU and the Redis commands per request."""
-    generator, proxy, commands, sources, overloaded = {}, {}, [], [], {}
+    generator, proxy, commands, sources, overloaded, failing = {}, {}, [], [], {}, {}
     for kind in ("plain", "streamed"):
         run, redis_run = folder / f"harness-{kind}-p1-sim", folder / f"harness-{kind}-redis-sim"
         summary = read_manifest(run).summary
@@ -123,9 +126,13 @@ def measured_ceilings(folder: Path) -> Ceilings:
             sources.append(r.name)
             if (share := busy_share(r)) >= OVERLOADED:
                 overloaded[r.name] = share
+            run_summary = read_manifest(r).summary
+            assert run_summary is not None, r
+            if (lost := 1 - run_summary.all.n_ok / max(run_summary.all.requests, 1)) >= FAILING:
+                failing[r.name] = round(lost, 2)
     return Ceilings(load_generator_ms=generator, proxy_ms=proxy,
                     redis_commands_per_request=round(max(commands), 1) if commands else None, sources=sources,
-                    overloaded=overloaded)
+                    overloaded=overloaded, failing=failing)
 
 
 def render(p: ScaleOutPlan, redis_ops_per_s: float | None) -> str:
@@ -151,4 +158,6 @@ def render(p: ScaleOutPlan, redis_ops_per_s: float | None) -> str:
     lines.append(f"from: {', '.join(c.sources)}")
     for name, share in c.overloaded.items():
         lines.append(f"warning: {name} was measured on an overloaded machine ({share:.0%} of its cores busy)")
+    for name, share in c.failing.items():
+        lines.append(f"warning: {share:.0%} of {name}'s requests failed: its CPU a request is no ceiling")
     return "\n".join(lines)
