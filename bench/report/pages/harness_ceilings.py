@@ -42,7 +42,7 @@ fired (`summary.client`: a starved load generator times every request late), eac
 engine (every latency term 0 but a {{ step_ms | num }} ms step), so that the load generator and the proxy are the
 limit, with the `harness-plain` (ambient alone, ~{{ plain_prompt | round(-2) | num }}-token prompts) and `harness-streamed`
 (dialogue alone, ~{{ streamed_prompt | round(-2) | num }}-token prompts, {{ streamed_tokens }} streamed tokens) mixes at
-{{ rate | num }} and {{ streamed_rate | num }} requests/s over {{ npcs | num }} NPCs for {{ duration | num }} s, with the
+{{ rates }} requests/s over {{ npcs | num }} NPCs for {{ duration | num }} s, with the
 `{{ client_kind }}` client (`results/{{ folder }}/`):
 
 {{ table(runs) }}
@@ -67,8 +67,9 @@ the run's time; streamed TTFT p50 {{ streamed_ttft_lo | num(2) }}-{{ streamed_tt
 {% endif %}{% if failing %}**Failing:** {{ failing }} of their requests failed (the proxy put both workers in cooldown
 after they dropped streams: 500 "Server disconnected", then 429s), so their CPU a request is over a mix of served and
 refused requests and is not a ceiling; re-measure them on a quiet machine.
-{% endif %}The machine is shared with other work: the load averages before each run are in
-`results/{{ folder }}/measure.log`.
+{% endif %}A re-measurement with the lean client on 2026-12-03 failed on the shared, overloaded machine (many of its
+requests failed, and its Redis runs never started); it is kept, unread, in `results/harness-ceilings-r2-sim/` with
+the load averages it ran under.
 One Redis on this machine serves {{ redis_lo | round(-3) | num }}-{{ redis_hi | round(-3) | num }}
 commands/s (`redis-benchmark.txt`: {{ redis_tests }}), so at {{ redis_per_request | num(1) }} commands a request it
 is not the limit.
@@ -187,6 +188,10 @@ def overhead_table(rows: dict[tuple[str, int, str], Row], targets: list[str], c_
                          for k, cells in table.items()])
 
 
+def rates_text(plain: float, streamed: float) -> str:
+    return f"{plain:g}" if plain == streamed else f"{plain:g} (plain) and {streamed:g} (streamed)"
+
+
 def peer_figures(folder: Path) -> tuple[pd.DataFrame, str, list[Manifest], dict[str, object]]:
     """The lean client's and the peers' CPU a request per shape, and the goals' verdicts, from `folder`."""
     from bench.lab.peers import read
@@ -265,7 +270,7 @@ def harness_ceilings(results: Path) -> str:
         overloaded=overloaded, overload_threshold=OVERLOADED, failing=", ".join(
             f"`{n}` ({(s.all.requests - s.all.n_ok) / s.all.requests:.0%})" for n, s in summaries.items()
             if s and s.all.requests and (s.all.requests - s.all.n_ok) / s.all.requests >= FAILING),
-        streamed_rate=getattr(streamed_mix.mix.shape, "rate_rps", 0),
+        rates=rates_text(getattr(shape, "rate_rps", 0), getattr(streamed_mix.mix.shape, "rate_rps", 0)),
         rate=getattr(shape, "rate_rps", 0), npcs=getattr(shape, "users", 0), duration=getattr(shape, "duration_s", 0),
         runs=pd.DataFrame([run_row(n, m) for n, m in manifests.items()]),
         lg_plain_rps=1000 / lg_ms["plain"], lg_streamed_rps=1000 / lg_ms["streamed"],

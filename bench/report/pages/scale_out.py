@@ -47,8 +47,8 @@ through `proxy.redis_host`, behind a load balancer), and {{ plan.redis_instances
 **Flagged:** {{ failing }}: a share of the requests failed, so those CPU figures are no ceiling.
 {% endif %}{% if overloaded %}
 **Flagged:** {{ overloaded }} asked for {{ overload_threshold | pct }} or more of the machine's cores while it was
-measured (the runs' own processes; other helpers' load on the shared machine comes on top, see the load averages in
-`commands.sh`'s log): its CPU a request stands, but a saturated machine may inflate it.
+measured (the runs' own processes; other work on the machine comes on top): its CPU a request stands, but a
+saturated machine may inflate it.
 {% elif failing %}
 **Flagged:** {{ failing }}: a share of the requests failed, so those CPU figures are no ceiling (see
 [the ceilings](harness-ceilings.md)); the plan's streamed terms rest on them.
