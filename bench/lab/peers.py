@@ -108,7 +108,13 @@ def run_peer(tool: str, path: str, target: Target, shape: Shape, rate: float, sm
     for tag in runs:  # GuideLLM's per-request JSON is ~50 kB a request; its console log (kept) has the summary
         (folder / f"{tool}-{shape.name}-{tag}.json").unlink(missing_ok=True)
     return PeerResult(tool=tool, shape=shape, rate_rps=rate, streams=shape.stream or tool == "vllm-bench-serve",
-                      command=command(large, "large"), small=runs["small"], large=runs["large"])
+                      command=portable(command(large, "large"), target), small=runs["small"], large=runs["large"])
+
+
+def portable(command: list[str], target: Target) -> list[str]:
+    """The command as recorded: the tool and the tokenizer by name, not by this machine's paths."""
+    names = {command[0]: Path(command[0]).name.upper(), target.tokenizer: "TOKENIZER"}
+    return [names.get(arg, arg).replace(f"model={target.tokenizer}", "model=TOKENIZER") for arg in command]
 
 
 def write(results: list[PeerResult], path: Path) -> None:

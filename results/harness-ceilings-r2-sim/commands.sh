@@ -5,7 +5,7 @@
 # results/harness-ceilings/ keeps the 2026-12-01 runs. The commands, as run (with --results-dir results/harness-ceilings):
 # What made overhead-gpu-sim/ and harness-ceilings/, from the repository's root.
 # SIMULATED engine: gpu-sim with a near-instant latency model, so that the load generator and the proxy are the limit.
-# Each measuring window ran under `flock /tmp/npcbench-measure.lock`; the machine (2 cores) is shared with other work,
+# Each measuring window ran under a machine-wide measuring lock (flock); the machine (2 cores) is shared with other work,
 # so `uptime` is logged before each run (measure.log holds those lines and the commands as they ran).
 R=results
 FAST=""

@@ -1,9 +1,9 @@
 # What made load-generators/ (2026-12-03, issue 25), from the repository's root: the harness's load generator (lean
 # client) and two peers, `vllm bench serve` and GuideLLM 0.8.1, against the same SIMULATED near-instant worker
-# (gpu-sim's light-0, no proxy) at the same rate, 30 requests/s. Under `flock /tmp/npcbench-measure.lock`; the
+# (gpu-sim's light-0, no proxy) at the same rate, 30 requests/s. Under a machine-wide measuring lock (flock); the
 # machine (2 cores) is shared with other work: measure.log has `uptime` before and after each step.
-# VLLM and GUIDELLM are the peers' commands: here /work/main/.venv/bin/vllm and /work/peers/bin/guidellm
-# (GuideLLM in its own venv, see docs/platform notes); TOKENIZER a local tokenizer folder for their synthetic prompts.
+# VLLM and GUIDELLM are the peers' commands: here the project venv's `vllm`
+# and `guidellm` from GuideLLM's own venv; TOKENIZER a local tokenizer folder for their synthetic prompts.
 VLLM=${VLLM:-vllm}
 GUIDELLM=${GUIDELLM:-guidellm}
 TOKENIZER=${TOKENIZER:-$HOME/.cache/npcbench/models/SmolLM2-135M-Instruct}
