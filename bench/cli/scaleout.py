@@ -20,6 +20,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--ceilings", default=str(Path(settings().results) / "harness-ceilings"),
                         help="the harness-ceilings run folders")
     parser.add_argument("--redis-ops-per-s", type=float, help="what one Redis serves here (redis-benchmark)")
+    parser.add_argument("--machine-cores", type=int, default=16, help="cores of one machine, for the machine count")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -31,5 +32,8 @@ def run(args: argparse.Namespace) -> int:
     if not folder.is_dir():
         raise CommandError(f"--ceilings {folder}: no such folder; measure the harness first "
                            "(docs/studies/harness-ceilings.md)")
-    print(render(plan(load, measured_ceilings(folder), args.redis_ops_per_s), args.redis_ops_per_s))
+    if args.machine_cores < 1:
+        raise CommandError("--machine-cores must be at least 1")
+    print(render(plan(load, measured_ceilings(folder), args.redis_ops_per_s, args.machine_cores),
+                 args.redis_ops_per_s))
     return 0

@@ -46,6 +46,11 @@ def _role(name: str, joined: str) -> str:
     return "other"
 
 
+def unpathed(text: str) -> str:
+    """A command line as recorded: each absolute path by its last part (this machine's folders are not results)."""
+    return " ".join(Path(arg).name if arg.startswith("/") else arg for arg in text.split(" "))
+
+
 def sample() -> dict:
     """One sample: every process's CPU seconds so far, each core's busy seconds, the load averages."""
     procs = []
@@ -56,7 +61,7 @@ def sample() -> dict:
             continue
         cmdline = info.get("cmdline") or []
         procs.append({"pid": info["pid"], "ppid": info["ppid"], "name": info["name"],
-                      "cmd": " ".join(cmdline)[:200], "role": role(info["name"] or "", cmdline),
+                      "cmd": unpathed(" ".join(cmdline))[:200], "role": role(info["name"] or "", cmdline),
                       "cpu_s": round(times.user + times.system, 3), "core": info.get("cpu_num")})
     cores = [round(c.user + c.system + c.nice + c.irq + c.softirq, 3) for c in psutil.cpu_times(percpu=True)]
     return {"t": round(time.time(), 3), "load": list(os.getloadavg()), "cores_busy_s": cores, "procs": procs}

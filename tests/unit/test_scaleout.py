@@ -18,3 +18,12 @@ def test_a_scale_out_plan_is_the_games_requests_times_each_parts_cpu() -> None:
     assert (result.proxy.cores, result.proxy.processes) == (42.0, 70)
     # Redis: 2,040 x 6 = 12,240 commands/s, one instance at 60 % of 50,000.
     assert (result.redis_commands_per_s, result.redis_instances) == (12240, 1)
+
+
+def test_the_plan_counts_cores_to_provision_and_machines_of_a_named_size() -> None:
+    load = GameLoad(npcs=4000, ambient_every_s=2, dialogue_share=0.1, dialogue_every_s=10)
+    ceilings = Ceilings(load_generator_ms={"plain": 10, "streamed": 30}, proxy_ms={"plain": 20, "streamed": 50},
+                        redis_commands_per_request=6, sources=[])
+    # 36 Locust + 70 LiteLLM + 1 Redis processes, one a core: 107 cores, 7 machines of 16.
+    assert plan(load, ceilings, redis_ops_per_s=50_000, machine_cores=16).machines == 7
+    assert plan(load, ceilings, redis_ops_per_s=50_000, machine_cores=8).machines == 14

@@ -6,7 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from bench.lab.overhead import OverheadRun
-from bench.lab.scaleout import HEADROOM, GameLoad, measured_ceilings, plan
+from bench.lab.scaleout import HEADROOM, OVERLOADED, GameLoad, measured_ceilings, plan
 from bench.lab.scaleout import render as render_plan
 from bench.report.pages import page, render
 from bench.report.pages.harness_ceilings import redis_rates
@@ -15,14 +15,18 @@ from bench.rundir import read_manifest
 
 CEILINGS = "harness-ceilings"
 LEAN = "proxy-paths/lean-sim"  # the lighter proxy path, measured beside the default in one run
+MACHINE_CORES = 16
 EXAMPLE = GameLoad(npcs=4000, ambient_every_s=2, dialogue_share=0.1, dialogue_every_s=10)
 
 TEMPLATE = """# SIMULATED: A scale-out plan
 
 {{ notice }}
 `python -m bench scaleout` computes what surrounds the GPUs for a game's load from the
-[harness's ceilings](harness-ceilings.md) (`bench/lab/scaleout.py`): each part's cores are its requests/s times its CPU
-per request, planned at {{ headroom | pct }} a core, one process per core. For a game of {{ load.npcs | num }} NPCs
+[harness's ceilings](harness-ceilings.md) (`bench/lab/scaleout.py`): each part's cores of work are its requests/s times
+its CPU per request; its processes are those cores at {{ headroom | pct }} a core, and with one process per core the
+processes are the cores to provision. The load generator's CPU is read from one Locust process (`-p1` runs); the
+proxy's from the setup this plan prescribes, {{ redis_processes }} proxy processes sharing one Redis (`-redis` runs),
+not from a single process. Machines are counted at {{ machine_cores }} cores. For a game of {{ load.npcs | num }} NPCs
 with an ambient decision every {{ load.ambient_every_s | num }} s and {{ load.dialogue_share | pct }} of them in a
 dialogue turn every {{ load.dialogue_every_s | num }} s, with one Redis's rate taken as the slowest command of
 `redis-benchmark.txt` to the thousand ({{ redis_ops | num }} commands/s):
@@ -32,12 +36,25 @@ $ {{ command }}
 {{ output }}
 ```
 
-So a studio benchmarking that game needs about {{ plan.load_generator.cores | num }} cores of load generator, as
-{{ plan.load_generator.processes }} Locust processes (`--processes` on one machine up to its cores; across machines
-Locust's `--master`/`--worker`, whose folders this project does not merge yet), about {{ plan.proxy.cores | num }}
-cores of proxy, as {{ plan.proxy.processes }} LiteLLM processes (`proxy.num_workers` per machine, the machines sharing
-one Redis through `proxy.redis_host`, behind a load balancer), and {{ plan.redis_instances }} Redis (at
-{{ redis_share | pct }} of what it serves).
+So a studio benchmarking that game provisions {{ plan.load_generator.processes }} cores for the load generator
+({{ plan.load_generator.cores | num }} cores of work, as {{ plan.load_generator.processes }} Locust processes:
+`--processes` on one machine up to its cores; across machines Locust's `--master`/`--worker`, whose folders this
+project does not merge yet), {{ plan.proxy.processes }} cores for the proxy ({{ plan.proxy.cores | num }} cores of
+work, as {{ plan.proxy.processes }} LiteLLM processes: `proxy.num_workers` per machine, the machines sharing one Redis
+through `proxy.redis_host`, behind a load balancer), and {{ plan.redis_instances }} for Redis (at
+{{ redis_share | pct }} of what it serves): {{ plan.machines }} machines of {{ machine_cores }} cores.
+{% if failing and overloaded %}
+**Flagged:** {{ failing }}: a share of the requests failed, so those CPU figures are no ceiling.
+{% endif %}{% if overloaded %}
+**Flagged:** {{ overloaded }} asked for {{ overload_threshold | pct }} or more of the machine's cores while it was
+measured (the runs' own processes; other work on the machine comes on top): its CPU a request stands, but a
+saturated machine may inflate it.
+{% elif failing %}
+**Flagged:** {{ failing }}: a share of the requests failed, so those CPU figures are no ceiling (see
+[the ceilings](harness-ceilings.md)); the plan's streamed terms rest on them.
+{% else %}
+None of the runs read asked for {{ overload_threshold | pct }} or more of the machine's cores (their own processes).
+{% endif %}
 
 The proxy's share is set by its CPU per request, {{ proxy_plain_ms | num(1) }} ms for a plain
 ~{{ plain_prompt | round(-2) | num }}-token request on this machine: LiteLLM's cost, not the GPUs'. The
@@ -74,7 +91,7 @@ def scale_out(results: Path) -> str:
     folder = results / CEILINGS
     ceilings = measured_ceilings(folder)
     redis_ops = round(min(redis_rates((folder / "redis-benchmark.txt").read_text()).values()) / 1000) * 1000
-    the_plan = plan(EXAMPLE, ceilings, redis_ops)
+    the_plan = plan(EXAMPLE, ceilings, redis_ops, MACHINE_CORES)
     lean_path = results / LEAN / "overhead.json"
     lean = OverheadRun.model_validate_json(lean_path.read_text())
     (lean_plain, concurrency), (lean_streamed, _) = lean_saving(lean, "plain"), lean_saving(lean, "stream")
@@ -86,8 +103,10 @@ def scale_out(results: Path) -> str:
     assert plain_manifest.summary is not None
     command = (f"python -m bench scaleout --npcs {EXAMPLE.npcs} --ambient-every-s {EXAMPLE.ambient_every_s:g} "
                f"--dialogue-share {EXAMPLE.dialogue_share:g} --dialogue-every-s {EXAMPLE.dialogue_every_s:g} "
-               f"--redis-ops-per-s {redis_ops}")
+               f"--redis-ops-per-s {redis_ops} --machine-cores {MACHINE_CORES}")
     commands = (the_plan.redis_commands_per_s or 0)
+    redis_run = read_manifest(next(folder / s for s in ceilings.sources if "redis" in s))
+    overloaded = ", ".join(f"`{name}` ({share:.0%} of its cores)" for name, share in ceilings.overloaded.items())
     return render(
         TEMPLATE, notice=SIMULATED_NOTICE, headroom=HEADROOM, load=EXAMPLE, redis_ops=redis_ops, command=command,
         output=render_plan(the_plan, redis_ops), plan=the_plan, redis_share=commands / redis_ops,
@@ -95,4 +114,6 @@ def scale_out(results: Path) -> str:
         lean_plain=lean_plain, lean_streamed=lean_streamed, lean_concurrency=concurrency, lean_cores=lean_cores,
         cores=plain_manifest.machine.cores, cpu_model=plain_manifest.machine.cpu_model, ceilings=CEILINGS, lean=LEAN,
         sources=", ".join(f"`{s}`" for s in ceilings.sources), ceilings_provenance=provenance(records),
-        lean_provenance=provenance([of_overhead(lean_path, "lean")]))
+        lean_provenance=provenance([of_overhead(lean_path, "lean")]), machine_cores=MACHINE_CORES,
+        redis_processes=redis_run.stack_spec.proxy.num_workers, overloaded=overloaded, overload_threshold=OVERLOADED,
+        failing=", ".join(f"`{n}` ({v:.0%} failed)" for n, v in ceilings.failing.items()))
